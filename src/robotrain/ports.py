@@ -1,0 +1,112 @@
+"""The seams the cloud plugs into. Each port has an embedded adapter (SQLite, a local queue, subprocesses, a
+directory, local keys) and a cloud adapter (Supabase, SQS, Modal, a Modal Volume, Clerk). Services depend on these
+protocols only; `robotrain.wiring` picks the adapters from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page
+
+
+class JobStore(Protocol):
+    """The source of truth for jobs. Status changes are compare-and-set only; the state machine decides them."""
+
+    def create(self, job: Job) -> Job: ...
+
+    def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
+        """The job, or None when missing or (with `user_id`) owned by someone else."""
+
+    def list(
+        self, *, user_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        """The user's jobs newest first (created_at, then id, descending); `next_cursor` is opaque and stable
+        under concurrent inserts."""
+
+    def update(
+        self,
+        job_id: str,
+        changes: JobChanges,
+        *,
+        expected: Collection[JobStatus],
+        expected_attempt: int | None = None,
+    ) -> Job | None:
+        """Apply `changes` only if the row's status is in `expected` (and its attempt equals `expected_attempt`
+        when given); return the updated job, or None when the condition did not hold (the race was lost)."""
+
+    def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
+        """Jobs of any user in these statuses, oldest first (for the dispatcher's sweep)."""
+
+    def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int: ...
+
+    def append_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> JobEvent: ...
+
+    def list_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]: ...
+
+    def append_metrics(self, job_id: str, points: list[MetricPoint]) -> None: ...
+
+    def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
+        """Every metric series of the job, each ordered by step."""
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+
+class JobQueue(Protocol):
+    """At-least-once delivery with SQS semantics: a received message is hidden for the visibility timeout and comes
+    back unless deleted; after `max_receives` receives it moves to the dead-letter queue."""
+
+    def send(self, body: str) -> str:
+        """Enqueue and return the message id."""
+
+    def receive(
+        self, *, max_messages: int = 10, visibility_timeout: int | None = None, wait_seconds: float = 0
+    ) -> list[QueueMessage]: ...
+
+    def delete(self, receipt_handles: list[str]) -> list[str]:
+        """Delete by receipt handle; return the handles that failed."""
+
+    def change_visibility(self, receipt_handle: str, timeout_seconds: int) -> None: ...
+
+
+class Launcher(Protocol):
+    """Starts a worker for one attempt of a job and can stop it."""
+
+    def launch(self, job: Job) -> str:
+        """Start the worker for `job` (its id and attempt); return an opaque handle."""
+
+    def is_alive(self, handle: str) -> bool | None:
+        """True while the worker runs, False once it has ended, None when the launcher cannot tell."""
+
+    def cancel(self, handle: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    size: int
+
+
+class ArtifactStore(Protocol):
+    """Files a job produces (checkpoints, result.json, logs), under one directory per job."""
+
+    def job_dir(self, job_id: str) -> Path:
+        """Where the worker writes this job's files (created on demand)."""
+
+    def list(self, job_id: str) -> list[Artifact]: ...
+
+    def resolve(self, job_id: str, path: str) -> Path:
+        """The file at `path` inside the job's directory; raises ArtifactNotFound when missing or outside it."""
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> str:
+        """The user id the token proves; raises Unauthorized (or AuthUnavailable when keys cannot be fetched)."""

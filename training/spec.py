@@ -1,0 +1,120 @@
+"""The training spec: one pydantic model that the CLI reads from JSON and the API accepts as a job body.
+
+Only `policy.type` and `dataset.uri` are required. Unknown fields are refused (`extra="forbid"`), and every error
+names its field, so a bad spec fails at submit time and never on a GPU.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from training.policies.act.configuration_act import ActConfig
+from training.policies.diffusion.configuration_diffusion import DiffusionConfig
+from training.policies.mlp.configuration_mlp import MlpConfig
+
+PolicyConfig = Annotated[MlpConfig | ActConfig | DiffusionConfig, Field(discriminator="type")]
+
+BUILTIN_DATASETS = ("push2d",)
+EVAL_ENVS = ("push2d",)
+# Modal's GPU names (modal.md §1); "A10G" is the older name for "A10".
+GPU_TYPES = ("T4", "L4", "A10G", "A10", "L40S", "A100", "A100-40GB", "A100-80GB", "RTX-PRO-6000", "H100", "H200", "B200")
+
+_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$")
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUILTIN_PARAMS = {"episodes", "seed"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Section):
+    uri: str = Field(
+        max_length=2048,
+        description="builtin://push2d?episodes=200&seed=0 | file:///abs/path | hf://org/name[@revision] | s3://bucket/prefix",
+    )
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="Share of episodes held out for val/loss.")
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, uri: str) -> str:
+        parts = urlsplit(uri)
+        if parts.scheme == "builtin":
+            if parts.netloc not in BUILTIN_DATASETS:
+                raise ValueError(f"unknown builtin dataset {parts.netloc!r}; allowed: {', '.join(BUILTIN_DATASETS)}")
+            params = parse_qs(parts.query, keep_blank_values=True)
+            unknown = set(params) - _BUILTIN_PARAMS
+            if unknown:
+                raise ValueError(f"unknown builtin parameter(s) {sorted(unknown)}; allowed: episodes, seed")
+            for name, values in params.items():
+                if len(values) != 1 or not values[0].isdigit():
+                    raise ValueError(f"builtin parameter {name} must be one non-negative integer")
+            episodes = int(params.get("episodes", ["200"])[0])
+            if not 1 <= episodes <= 100_000:
+                raise ValueError("builtin parameter episodes must be between 1 and 100000")
+            if int(params.get("seed", ["0"])[0]) >= 10_000:
+                raise ValueError("builtin parameter seed must be below 10000")
+        elif parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError("file:// URIs need an absolute path: file:///abs/path")
+        elif parts.scheme == "hf":
+            if not _HF_REPO.match(parts.netloc + parts.path):
+                raise ValueError("hf:// URIs look like hf://org/name or hf://org/name@revision")
+        elif parts.scheme == "s3":
+            if not _S3_BUCKET.match(parts.netloc):
+                raise ValueError("s3:// URIs look like s3://bucket/prefix with a valid bucket name")
+        else:
+            raise ValueError("dataset.uri must start with builtin://, file://, hf:// or s3://")
+        return uri
+
+
+class TrainingParams(_Section):
+    steps: int = Field(5000, ge=1, le=10_000_000)
+    batch_size: int = Field(64, ge=1, le=65536)
+    lr: float | None = Field(None, gt=0, le=1.0, description="Defaults to the policy's optimizer preset.")
+    weight_decay: float | None = Field(None, ge=0, le=1.0, description="Defaults to the policy's preset.")
+    warmup_steps: int | None = Field(None, ge=0, description="Defaults to the policy's preset.")
+    grad_clip: float = Field(10.0, gt=0)
+    seed: int = Field(1000, ge=0, le=2**31 - 1)
+    checkpoint_every: int = Field(1000, ge=1)
+    log_every: int = Field(100, ge=1)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class EvalSpec(_Section):
+    env: Literal["push2d"] | None = Field(None, description="Simulation to roll the trained policy out in, or null.")
+    episodes: int = Field(50, ge=1, le=10_000)
+    every: int | None = Field(None, ge=1, description="Also evaluate every this many steps.")
+
+
+class ComputeSpec(_Section):
+    gpu: Literal[GPU_TYPES] = "A10G"  # type: ignore[valid-type]
+    timeout_minutes: int = Field(60, ge=1, le=24 * 60)
+
+
+class TrainSpec(BaseModel):
+    """A whole training job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("", max_length=200)
+    policy: PolicyConfig
+    dataset: DatasetSpec
+    training: TrainingParams = TrainingParams()
+    eval: EvalSpec = EvalSpec()
+    compute: ComputeSpec = ComputeSpec()
+
+    def resolved_lr(self) -> float:
+        return self.training.lr if self.training.lr is not None else self.policy.optimizer_lr
+
+    def resolved_weight_decay(self) -> float:
+        wd = self.training.weight_decay
+        return wd if wd is not None else self.policy.optimizer_weight_decay
+
+    def resolved_warmup_steps(self) -> int:
+        warmup = self.training.warmup_steps
+        return warmup if warmup is not None else self.policy.scheduler_warmup_steps
