@@ -1,0 +1,57 @@
+"""Local keys: minted once into the data dir, private, stable, and verified by the production JwtVerifier."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import jwt
+import pytest
+
+from robotrain.auth import build_verifier
+from robotrain.auth.local_keys import LOCAL_ISSUER, PRIVATE_KEY_FILE, LocalKeys
+from robotrain.errors import Unauthorized
+from robotrain.settings import Settings
+
+
+def test_first_use_writes_a_private_key_readable_only_by_its_owner(tmp_path: Path) -> None:
+    LocalKeys(tmp_path).mint("alice")
+    key_file = tmp_path / "keys" / PRIVATE_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_kid_is_stable_across_instances_on_the_same_data_dir(tmp_path: Path) -> None:
+    first = LocalKeys(tmp_path)
+    token = first.mint("alice")
+    second = LocalKeys(tmp_path)
+    assert second.kid == first.kid
+    assert jwt.get_unverified_header(token)["kid"] == first.kid
+
+
+def test_minted_token_is_verified_by_the_built_verifier(tmp_path: Path) -> None:
+    token = LocalKeys(tmp_path).mint("alice", ttl_s=60)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["iss"] == LOCAL_ISSUER
+    assert claims["exp"] - claims["iat"] == 60
+    assert build_verifier(Settings(data_dir=tmp_path)).verify(token) == "alice"
+
+
+def test_token_from_another_data_dir_is_refused(tmp_path: Path) -> None:
+    token = LocalKeys(tmp_path / "a").mint("alice")
+    with pytest.raises(Unauthorized):
+        build_verifier(Settings(data_dir=tmp_path / "b")).verify(token)
+
+
+def test_mint_refuses_an_empty_user(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        LocalKeys(tmp_path).mint("")
+
+
+def test_clerk_settings_without_the_clerk_module_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("robotrain.auth.clerk") is not None:
+        pytest.skip("robotrain.auth.clerk exists; its own tests cover the Clerk branch")
+    settings = Settings(data_dir=tmp_path, clerk_jwks_url="http://127.0.0.1:9/jwks.json")
+    with pytest.raises(RuntimeError, match="robotrain.auth.clerk"):
+        build_verifier(settings)
