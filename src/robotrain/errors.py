@@ -87,3 +87,9 @@ class StoreUnavailable(ServiceUnavailable):
 
 class QueueUnavailable(ServiceUnavailable):
     code = "queue_unavailable"
+
+
+class LaunchError(Exception):
+    """A launcher could not start (or stop) a worker right now: the platform refused or could not be reached.
+    Not an AppError: no client sees it. The dispatcher retries launches that raise it, with backoff, and fails the
+    job with `launch_failed` after N tries; launcher adapters wrap their SDK's transient errors in it."""

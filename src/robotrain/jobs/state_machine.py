@@ -8,14 +8,16 @@
       └──▶ cancelled | failed (poison message)
 
 Terminal states never change. Every status write in the service goes through `transition`, which returns the
-compare-and-set a store must perform: the new fields and the statuses the row must still be in.
+compare-and-set a store must perform: the new fields and the statuses the row must still be in. Callers fence
+writes on the job's attempt too (`expected_attempt`), so a worker from an older attempt cannot overwrite a newer one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from robotrain.jobs.models import JobStatus
+from robotrain.jobs.models import Job, JobChanges, JobStatus, utcnow
 
 S = JobStatus
 
@@ -45,3 +47,38 @@ class IllegalTransition(Exception):
 
     def __str__(self) -> str:
         return f"a {self.current.value} job cannot become {self.target.value}"
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A compare-and-set for the store: write `changes` only while the row is still in one of `expected`."""
+
+    changes: JobChanges
+    expected: frozenset[JobStatus]
+
+
+def transition(job: Job, target: JobStatus, **fields: Any) -> StatusChange:
+    """Check that `job` may move to `target` and return the compare-and-set that does it.
+
+    `fields` are other JobChanges fields written in the same update (error, result, progress, launch_handle, ...).
+    The bookkeeping that every such move needs is added here, so no caller can forget it:
+    - entering `starting` (a claim) increments `attempt`: each launch gets its own fencing number;
+    - entering `running` stamps `started_at` (the current attempt's start; the timeout counts from it) and the
+      first `heartbeat_at`;
+    - entering a terminal status stamps `finished_at`.
+    The expected status is the one observed on `job`, so a concurrent change in between makes the write a no-op.
+    Raises IllegalTransition.
+    """
+    if not can_transition(job.status, target):
+        raise IllegalTransition(job.status, target)
+    now = utcnow()
+    values: dict[str, Any] = {"status": target}
+    if target is JobStatus.STARTING:
+        values["attempt"] = job.attempt + 1
+    elif target is JobStatus.RUNNING:
+        values["started_at"] = now
+        values["heartbeat_at"] = now
+    elif target.is_terminal:
+        values["finished_at"] = now
+    values.update(fields)
+    return StatusChange(changes=JobChanges(**values), expected=frozenset({job.status}))
