@@ -186,9 +186,7 @@ def expert_actions(observation: dict[str, np.ndarray]) -> np.ndarray:
     # Pusher angle around the block, measured from the "behind" direction (-forward), in (-pi, pi].
     relative = pusher - block
     behind = -forward
-    angle = np.arctan2(
-        behind[:, 0] * relative[:, 1] - behind[:, 1] * relative[:, 0], np.sum(behind * relative, axis=1)
-    )
+    angle = np.arctan2(behind[:, 0] * relative[:, 1] - behind[:, 1] * relative[:, 0], np.sum(behind * relative, axis=1))
     push = np.abs(angle) < EXPERT_PUSH_ANGLE
 
     contact = block - forward * CONTACT_DISTANCE
@@ -268,3 +266,14 @@ def _rollout_expert(seeds: list[int], rng: np.random.Generator, noise: float) ->
         length = int(stacked["alive"][i].sum())
         episodes.append({key: value[i, :length] for key, value in stacked.items() if key != "alive"})
     return episodes
+
+
+# The LeRobot `features` entries of a push2d dataset (the five default features are added by the writer).
+DATASET_FEATURES = {
+    STATE_KEY: {"dtype": "float32", "shape": [2], "names": ["pusher_x", "pusher_y"]},
+    ENV_STATE_KEY: {"dtype": "float32", "shape": [4], "names": ["block_x", "block_y", "goal_x", "goal_y"]},
+    "action": {"dtype": "float32", "shape": [2], "names": ["target_x", "target_y"]},
+    "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+    "next.success": {"dtype": "bool", "shape": [1], "names": None},
+    "next.done": {"dtype": "bool", "shape": [1], "names": None},
+}

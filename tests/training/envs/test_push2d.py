@@ -86,7 +86,9 @@ def test_pushing_moves_the_block_and_never_overlaps_it():
     for _ in range(40):
         # Drive every pusher straight through the block's centre.
         observation, *_ = env.step(observation["observation.environment_state"][:, :2])
-        gap = np.linalg.norm(observation["observation.environment_state"][:, :2] - observation["observation.state"], axis=1)
+        gap = np.linalg.norm(
+            observation["observation.environment_state"][:, :2] - observation["observation.state"], axis=1
+        )
         assert np.all(gap >= push2d.CONTACT_DISTANCE - 1e-5)
     assert np.all(np.linalg.norm(observation["observation.environment_state"][:, :2] - start_block, axis=1) > 0.05)
 
