@@ -1,0 +1,464 @@
+"""`training.run`: one training run from a TrainSpec to checkpoints, metrics and an evaluated result.
+
+Reproducibility and exact resume: every random draw of the training loop comes from the global torch RNG (parameter
+init, dropout, diffusion noise) or from the sampler's own CPU generator, and both are saved in every checkpoint with
+numpy's and Python's. Validation and evaluation run under `isolated_rng` with their own fixed seeds, so they neither
+consume nor depend on the training RNG: N steps, stop, resume to 2N gives the same parameters as 2N uninterrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from torch import Tensor
+
+from training.checkpoint import (
+    CHECKPOINTS_DIR,
+    TrainingState,
+    find_resume_checkpoint,
+    load_policy,
+    load_train_spec,
+    load_training_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from training.data.dataset import ACTION_KEY, EpisodeDataset, PolicyFeatures
+from training.data.sampler import WindowSampler, split_episodes
+from training.data.sources import load_dataset
+from training.device import resolve_device
+from training.envs import make_env
+from training.errors import CheckpointError, EnvironmentError_, TrainingError
+from training.evaluate import evaluate, isolated_rng
+from training.optim import (
+    Ema,
+    make_optimizer,
+    make_scheduler,
+    scheduler_state_from_json,
+    scheduler_state_to_json,
+)
+from training.policies import make_policy
+from training.policies.base import Policy
+from training.reporter import NullReporter, Reporter
+from training.spec import TrainSpec
+
+DEFAULT_CACHE_DIR = Path("~/.cache/robotrain/datasets")
+RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.jsonl"
+# val/loss is the mean over at most this many batches drawn (with a fixed seed) from the held-out episodes.
+MAX_VAL_BATCHES = 8
+_VAL_SEED_OFFSET = 1
+_EVAL_TORCH_SEED_OFFSET = 2
+# Spec fields a resumed run must share with the checkpoint; others (steps, log/checkpoint cadence, eval, compute,
+# device, name) may change between attempts.
+_RESUME_MUST_MATCH = (
+    ("policy",),
+    ("dataset", "uri"),
+    ("dataset", "val_fraction"),
+    ("training", "batch_size"),
+    ("training", "seed"),
+    ("training", "lr"),
+    ("training", "weight_decay"),
+    ("training", "warmup_steps"),
+    ("training", "grad_clip"),
+)
+
+
+class TrainResult(BaseModel):
+    """What a run returns and writes to out_dir/result.json. eval["pc_success"] is a percentage (0..100)."""
+
+    steps_done: int
+    total_steps: int
+    stopped: bool
+    resumed_from_step: int | None = None
+    final_metrics: dict[str, float]
+    eval: dict[str, float] | None = None
+    checkpoint: str | None  # relative to out_dir, e.g. "checkpoints/005000"
+    device: str
+    samples_per_s: float
+    train_s: float
+    num_parameters: int
+
+
+class _Running:
+    """Sums of per-step metrics since the last read; tensors stay on the device so the hot loop never syncs."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+        self.floats: dict[str, float] = {}
+        self.steps = 0
+        self.samples = 0
+        self.update_s = 0.0
+        self.data_s = 0.0
+        self.started = time.perf_counter()
+
+    def add(self, tensors: dict[str, Tensor], floats: dict[str, float], samples: int, data_s: float, update_s: float):
+        for k, v in tensors.items():
+            self.tensors[k] = self.tensors[k] + v if k in self.tensors else v.clone()
+        for k, v in floats.items():
+            self.floats[k] = self.floats.get(k, 0.0) + float(v)
+        self.steps += 1
+        self.samples += samples
+        self.data_s += data_s
+        self.update_s += update_s
+
+    def means(self) -> dict[str, float]:
+        if not self.steps:
+            return {}
+        out = {k: float(v) / self.steps for k, v in self.tensors.items()}
+        out.update({k: v / self.steps for k, v in self.floats.items()})
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        out["train/samples_per_s"] = self.samples / elapsed
+        out["train/update_s"] = self.update_s / self.steps
+        out["train/data_s"] = self.data_s / self.steps
+        return out
+
+
+def _stats_tensors(dataset: EpisodeDataset, features: PolicyFeatures) -> dict[str, dict[str, Tensor]]:
+    stats = {}
+    for key in [*features.observation, ACTION_KEY]:
+        if key not in dataset.stats:
+            raise TrainingError(f"dataset {dataset.root} has no stats for feature {key!r} in meta/stats.json")
+        stats[key] = {
+            name: torch.as_tensor(np.asarray(value, dtype=np.float32))
+            for name, value in dataset.stats[key].items()
+            if name in ("mean", "std", "min", "max")
+        }
+    return stats
+
+
+def check_eval_env(env_name: str, features: PolicyFeatures) -> None:
+    """The eval env must observe the features the policy is trained on and take actions of the dataset's width."""
+    env = make_env(env_name, 1)
+    env_features = dict(env.observation_features)
+    problems = []
+    for key, dim in features.observation.items():
+        if key not in env_features:
+            problems.append(f"the env has no {key!r} observation (it has {sorted(env_features)})")
+        elif env_features[key] != dim:
+            problems.append(f"{key!r} is {env_features[key]}-dimensional in the env but {dim} in the dataset")
+    if env.action_dim != features.action_dim:
+        problems.append(f"the env takes {env.action_dim}-dimensional actions but the dataset has {features.action_dim}")
+    if problems:
+        raise EnvironmentError_(f"eval env {env_name!r} does not match the dataset: " + "; ".join(problems))
+
+
+def _spec_field(spec_data: dict, path: tuple[str, ...]):
+    value = spec_data
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def check_resume_compatible(stored: TrainSpec, spec: TrainSpec, checkpoint: Path) -> None:
+    stored_data, new_data = stored.model_dump(mode="json"), spec.model_dump(mode="json")
+    differences = [
+        ".".join(path) for path in _RESUME_MUST_MATCH if _spec_field(stored_data, path) != _spec_field(new_data, path)
+    ]
+    if differences:
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: the spec differs in {', '.join(differences)}; "
+            "use a new output directory for a different run"
+        )
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _capture_rng(generator: torch.Generator, device: torch.device) -> dict:
+    # Plain Python values and tensors only, so the file loads with torch.load(weights_only=True).
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "sampler": generator.get_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict, generator: torch.Generator, device: torch.device) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state(
+        ("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["sampler"])
+    if device.type == "cuda" and "cuda" in state and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _Run:
+    """The state of one run() call; methods are the phases of the loop."""
+
+    def __init__(self, spec: TrainSpec, out_dir: Path, reporter: Reporter, cache_dir: Path | None,
+                 report_interval_s: float):
+        self.spec = spec
+        self.out_dir = out_dir
+        self.reporter = reporter
+        self.cache_dir = cache_dir
+        self.report_interval_s = report_interval_s
+        self.total = spec.training.steps
+        self.step = 0
+        self.last_saved_step: int | None = None
+        self.last_checkpoint: Path | None = None
+        self.pending: dict[str, float] = {}  # val/eval metrics not yet sent with progress()
+        self.latest_val: dict[str, float] = {}
+        self.latest_eval: dict[str, float] | None = None
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        spec = self.spec
+        self.device = resolve_device(spec.training.device)
+        cache_dir = (self.cache_dir or DEFAULT_CACHE_DIR).expanduser()
+        self.dataset = load_dataset(spec.dataset.uri, cache_dir)
+        self.features = self.dataset.policy_features()
+        if spec.eval.env is not None:
+            check_eval_env(spec.eval.env, self.features)
+
+        checkpoints = self.out_dir / CHECKPOINTS_DIR
+        remove_stale_temporaries(checkpoints)
+        self.resume_from = find_resume_checkpoint(self.out_dir, self.reporter.log)
+        if self.resume_from is not None:
+            check_resume_compatible(load_train_spec(self.resume_from), spec, self.resume_from)
+
+        seed = spec.training.seed
+        _seed_everything(seed)
+        self.train_episodes, self.val_episodes = split_episodes(
+            self.dataset.num_episodes, spec.dataset.val_fraction, seed
+        )
+        self.stats = _stats_tensors(self.dataset, self.features)
+        self.policy: Policy = make_policy(spec.policy, self.features, self.stats).to(self.device)
+        self.policy.train()
+        obs_deltas = self.policy.observation_delta_indices
+        action_deltas = self.policy.action_delta_indices
+        self.sampler = WindowSampler(self.dataset, self.train_episodes, obs_deltas, action_deltas, self.device)
+        self.val_sampler = (
+            WindowSampler(self.dataset, self.val_episodes, obs_deltas, action_deltas, self.device)
+            if len(self.val_episodes) else None
+        )
+        self.optimizer = make_optimizer(
+            self.policy, spec.resolved_lr(), spec.resolved_weight_decay(), tuple(spec.policy.optimizer_betas)
+        )
+        self.scheduler = make_scheduler(self.optimizer, spec.resolved_warmup_steps(), self.total)
+        use_ema = bool(getattr(spec.policy, "use_ema", False))
+        self.ema = Ema(self.policy, spec.policy.ema_power, spec.policy.ema_max_decay) if use_ema else None
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+        if self.resume_from is not None:
+            self._restore(load_training_state(self.resume_from))
+            self.reporter.log(f"resumed from {self.resume_from} at step {self.step}")
+        self.reporter.log(
+            f"training {spec.policy.type} on {spec.dataset.uri}: {self.dataset.num_episodes} episodes "
+            f"({len(self.train_episodes)} train, {len(self.val_episodes)} val), {self.dataset.num_frames} frames, "
+            f"{self.num_parameters():,} parameters, device {self.device}"
+        )
+
+    def _restore(self, state: TrainingState) -> None:
+        try:
+            self.policy.load_state_dict(state.model, strict=True)
+            self.optimizer.load_state_dict(state.optimizer)
+            scheduler_state_from_json(self.scheduler, state.scheduler)
+            if self.ema is not None:
+                if state.ema is None:
+                    raise CheckpointError(f"checkpoint {self.resume_from} has no EMA state but the policy uses EMA")
+                self.ema.load_state_dict({k: v.to(self.device) for k, v in state.ema.items()})
+            _restore_rng(state.rng, self.generator, self.device)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {self.resume_from} does not fit this run: {exc}") from exc
+        self.step = state.step
+        self.last_saved_step = state.step
+        self.last_checkpoint = self.resume_from
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.policy.parameters())
+
+    # ----------------------------------------------------------------------------------------------- pieces
+    def save(self) -> Path:
+        if self.last_saved_step == self.step and self.last_checkpoint is not None:
+            return self.last_checkpoint
+        path = save_checkpoint(
+            self.out_dir,
+            self.step,
+            spec=self.spec,
+            policy=self.policy,
+            stats=self.stats,
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=scheduler_state_to_json(self.scheduler),
+            rng_state=_capture_rng(self.generator, self.device),
+            deploy_state=self.ema.averaged_state_dict(self.policy) if self.ema is not None else None,
+            ema_state=self.ema.state_dict() if self.ema is not None else None,
+        )
+        self.last_saved_step, self.last_checkpoint = self.step, path
+        self.reporter.checkpoint(self.step, path)
+        return path
+
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        if self.val_sampler is None:
+            return None
+        self.policy.eval()
+        losses = []
+        try:
+            with isolated_rng(self.spec.training.seed + _VAL_SEED_OFFSET, self.device):
+                generator = torch.Generator(device="cpu").manual_seed(self.spec.training.seed + _VAL_SEED_OFFSET)
+                for _ in range(MAX_VAL_BATCHES):
+                    loss, _ = self.policy(self.val_sampler.sample(self.spec.training.batch_size, generator))
+                    losses.append(float(loss))
+        finally:
+            self.policy.train()
+        return sum(losses) / len(losses)
+
+    def evaluate_checkpoint(self) -> dict[str, float]:
+        """Evaluate the checkpoint as saved on disk, as a user deploying it would load it."""
+        checkpoint = self.save()
+        policy = load_policy(checkpoint, self.device)
+        results = evaluate(policy, self.spec.eval.env, self.spec.eval.episodes, device=self.device)
+        eval_dir = self.out_dir / "eval"
+        eval_dir.mkdir(exist_ok=True)
+        (eval_dir / f"eval_info_{self.step:06d}.json").write_text(json.dumps(results, indent=1) + "\n")
+        scalars = {f"eval/{k}": float(v) for k, v in results.items() if k != "per_episode"}
+        self.reporter.log(
+            f"eval at step {self.step}: success {results['pc_success']:.1f}% "
+            f"(95% CI {results['pc_success_ci_low']:.1f}-{results['pc_success_ci_high']:.1f}) over "
+            f"{results['n_episodes']} episodes, avg max reward {results['avg_max_reward']:.3f}"
+        )
+        self._write_row({"step": self.step, **scalars})
+        self.pending.update(scalars)
+        self.latest_eval = {k.removeprefix("eval/"): v for k, v in scalars.items()}
+        return scalars
+
+    def _write_row(self, row: dict) -> None:
+        with open(self.out_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ----------------------------------------------------------------------------------------------- loop
+    def train(self) -> TrainResult:
+        spec = self.spec
+        start_step = self.step
+        resumed_from = self.step if self.resume_from is not None else None
+        report_window, log_window = _Running(), _Running()
+        last_report = time.perf_counter()
+        started = time.perf_counter()
+        grad_clip = spec.training.grad_clip
+        batch_size = spec.training.batch_size
+        stopped = False
+        log_row: dict[str, float] = {}
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+
+        while self.step < self.total:
+            if self.reporter.should_stop():
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            batch = self.sampler.sample(batch_size, self.generator)
+            t1 = time.perf_counter()
+            loss, policy_metrics = self.policy(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.scheduler.step()
+            ema_decay = self.ema.update(self.policy) if self.ema is not None else None
+            self.step += 1
+            t2 = time.perf_counter()
+
+            floats = {f"train/{k}": v for k, v in policy_metrics.items()}
+            floats["train/lr"] = lr
+            if ema_decay is not None:
+                floats["ema/decay"] = ema_decay
+            tensors = {"train/loss": loss.detach(), "train/grad_norm": grad_norm.detach()}
+            for window in (report_window, log_window):
+                window.add(tensors, floats, batch_size, t1 - t0, t2 - t1)
+
+            last = self.step == self.total
+            if self.step % spec.training.log_every == 0 or last:
+                log_row = log_window.means()
+                log_window.reset()
+                if not math.isfinite(log_row["train/loss"]):
+                    raise TrainingError(f"the training loss became {log_row['train/loss']} by step {self.step}; "
+                                        "try a lower training.lr or a smaller training.grad_clip")
+                val = self.validation_loss()
+                if val is not None:
+                    log_row["val/loss"] = val
+                    self.pending["val/loss"] = val
+                    self.latest_val = {"val/loss": val}
+                self._write_row({"step": self.step, **log_row})
+            if self.step % spec.training.checkpoint_every == 0 or last:
+                self.save()
+            if spec.eval.env is not None and spec.eval.every and self.step % spec.eval.every == 0 and not last:
+                self.evaluate_checkpoint()
+            now = time.perf_counter()
+            if now - last_report >= self.report_interval_s or last:
+                self.reporter.progress(self.step, self.total, {**report_window.means(), **self.pending})
+                report_window.reset()
+                self.pending = {}
+                last_report = now
+
+        train_s = time.perf_counter() - started
+        steps_run = self.step - start_step
+        self.save()
+        if not stopped and spec.eval.env is not None:
+            self.evaluate_checkpoint()
+        if stopped:
+            self.reporter.log(f"stopped at step {self.step}; checkpoint saved, rerun on {self.out_dir} to resume")
+
+        final = dict(log_row) or report_window.means()
+        final.update(self.latest_val)
+        result = TrainResult(
+            steps_done=self.step,
+            total_steps=self.total,
+            stopped=stopped,
+            resumed_from_step=resumed_from,
+            final_metrics=final,
+            eval=self.latest_eval if not stopped else None,
+            checkpoint=str(self.last_checkpoint.relative_to(self.out_dir)) if self.last_checkpoint else None,
+            device=str(self.device),
+            samples_per_s=steps_run * batch_size / train_s if train_s > 0 and steps_run else 0.0,
+            train_s=train_s,
+            num_parameters=self.num_parameters(),
+        )
+        return result
+
+
+def run(
+    spec: TrainSpec,
+    out_dir: Path,
+    reporter: Reporter | None = None,
+    *,
+    cache_dir: Path | None = None,
+    report_interval_s: float = 2.0,
+) -> TrainResult:
+    """Train `spec` in `out_dir` (resuming from out_dir/checkpoints/last when it exists), evaluate the final
+    checkpoint when spec.eval.env is set, write out_dir/result.json and return the result.
+
+    Raises DatasetError (before any training) for a bad dataset, EnvironmentError_ when the eval env does not match
+    the dataset, CheckpointError when out_dir holds a checkpoint of a different run or none that is complete, and
+    TrainingError for other failures worth telling the user (e.g. an unavailable device, a diverging loss)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_state = _Run(spec, out_dir, reporter or NullReporter(), cache_dir, report_interval_s)
+    run_state.setup()
+    result = run_state.train()
+    tmp = out_dir / f".{RESULT_FILE}.tmp"
+    tmp.write_text(result.model_dump_json(indent=2) + "\n")
+    tmp.replace(out_dir / RESULT_FILE)
+    return result
