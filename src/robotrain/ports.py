@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +52,13 @@ class JobStore(Protocol):
     def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
         """Every metric series of the job, each ordered by step."""
 
+    def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
+        """Store (request_hash, job_id) for the user's key unless one is already stored, atomically (the first
+        writer wins); return what is stored, so a caller that lost the race sees the winner's job."""
+
+    def forget_idempotency_keys(self, older_than: datetime) -> int:
+        """Delete keys remembered before `older_than` (callers keep them at least 24 h); return how many."""
+
 
 @dataclass(frozen=True)
 class QueueMessage:
@@ -60,21 +68,39 @@ class QueueMessage:
     receive_count: int
 
 
+MAX_MESSAGE_BYTES = 1_048_576
+"""SQS's limit on a message body, counted in UTF-8 bytes (services.md §3.1). Every queue adapter checks it itself."""
+
+
+class MessageTooLarge(ValueError):
+    """The body is over MAX_MESSAGE_BYTES in UTF-8. A programming error (the service only sends small JSON), not a
+    client's mistake, so it is a ValueError rather than an AppError."""
+
+
+class ReceiptHandleInvalid(ValueError):
+    """The receipt handle is unknown or stale (the message was deleted, or received again since)."""
+
+
 class JobQueue(Protocol):
     """At-least-once delivery with SQS semantics: a received message is hidden for the visibility timeout and comes
     back unless deleted; after `max_receives` receives it moves to the dead-letter queue."""
 
     def send(self, body: str) -> str:
-        """Enqueue and return the message id."""
+        """Enqueue and return the message id. A body over MAX_MESSAGE_BYTES in UTF-8 raises MessageTooLarge."""
 
     def receive(
         self, *, max_messages: int = 10, visibility_timeout: int | None = None, wait_seconds: float = 0
-    ) -> list[QueueMessage]: ...
+    ) -> list[QueueMessage]:
+        """Up to `max_messages` (1-10) visible messages, each hidden for `visibility_timeout` (0-43,200 s) and with
+        a new receipt handle; with `wait_seconds` (0-20) > 0, wait until one is visible or the time is up.
+        Out-of-range arguments raise ValueError."""
 
     def delete(self, receipt_handles: list[str]) -> list[str]:
         """Delete by receipt handle; return the handles that failed."""
 
-    def change_visibility(self, receipt_handle: str, timeout_seconds: int) -> None: ...
+    def change_visibility(self, receipt_handle: str, timeout_seconds: int) -> None:
+        """Hide the message for `timeout_seconds` (0-43,200) from now; 0 makes it visible at once. A stale or
+        unknown handle raises ReceiptHandleInvalid."""
 
 
 class Launcher(Protocol):

@@ -1,0 +1,438 @@
+"""The embedded JobStore: one SQLite file shared by the API server (many threads) and worker subprocesses.
+
+WAL mode lets readers run beside the one writer; busy_timeout makes a writer wait for the lock instead of failing at
+once. Every status change is a single `UPDATE ... WHERE id = ? AND status IN (...) RETURNING *`, so two processes
+racing for one job cannot both win. Timestamps are stored as ISO-8601 UTC text with microseconds and a fixed width,
+so text order is time order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from robotrain.errors import InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
+from robotrain.jobs.models import Job, JobChanges, JobError, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5_000
+
+# SQLite result codes (primary codes; extended codes are `primary | (n << 8)`) that mean "try again later": another
+# connection holds the lock past busy_timeout, or the disk or file system failed under us. They become
+# StoreUnavailable (503). Anything else (a bad statement, a constraint we did not expect) is a bug and propagates.
+TRANSIENT_SQLITE_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_PROTOCOL",
+)
+_SQLITE_PRIMARY_NAMES = {
+    5: "SQLITE_BUSY",
+    6: "SQLITE_LOCKED",
+    10: "SQLITE_IOERR",
+    13: "SQLITE_FULL",
+    14: "SQLITE_CANTOPEN",
+    15: "SQLITE_PROTOCOL",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'starting', 'running', 'succeeded', 'failed', 'cancelled')),
+    spec TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    retry_of TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    progress TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    launch_handle TEXT,
+    heartbeat_at TEXT,
+    enqueued_at TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_user_created ON jobs (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_user_status_created ON jobs (user_id, status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at, id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job_id ON events (job_id, id);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (job_id, name, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
+"""
+
+_JOB_COLUMNS = (
+    "id, user_id, name, status, spec, attempt, retry_of, created_at, updated_at, started_at, finished_at, "
+    "progress, result, error, launch_handle, heartbeat_at, enqueued_at"
+)
+_JSON_FIELDS = frozenset({"progress", "result", "error"})
+_TIME_FIELDS = frozenset({"started_at", "finished_at", "heartbeat_at", "enqueued_at"})
+
+
+def format_time(value: datetime) -> str:
+    """Fixed-width ISO-8601 UTC with microseconds, so text comparison is time comparison. Naive means UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _optional_time(text: str | None) -> datetime | None:
+    return None if text is None else parse_time(text)
+
+
+def encode_cursor(created_at: str, job_id: str) -> str:
+    raw = json.dumps([created_at, job_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (created_at text, id) a cursor points after; InvalidRequest for anything this store did not issue."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(created_at, str) or not isinstance(job_id, str):
+            raise ValueError("cursor fields are not strings")
+        parse_time(created_at)  # rejects anything that would compare wrongly as text
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise InvalidRequest("invalid cursor") from None
+    return created_at, job_id
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    error = json.loads(row["error"]) if row["error"] is not None else None
+    return Job(
+        id=row["id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        status=JobStatus(row["status"]),
+        spec=json.loads(row["spec"]),
+        attempt=row["attempt"],
+        retry_of=row["retry_of"],
+        created_at=parse_time(row["created_at"]),
+        updated_at=parse_time(row["updated_at"]),
+        started_at=_optional_time(row["started_at"]),
+        finished_at=_optional_time(row["finished_at"]),
+        progress=Progress.model_validate(json.loads(row["progress"])),
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=JobError.model_validate(error) if error is not None else None,
+        launch_handle=row["launch_handle"],
+        heartbeat_at=_optional_time(row["heartbeat_at"]),
+        enqueued_at=_optional_time(row["enqueued_at"]),
+    )
+
+
+def _column_value(field: str, value: Any) -> Any:
+    """A JobChanges / Job field as the value its column stores."""
+    if field in _TIME_FIELDS or field in ("created_at", "updated_at"):
+        return None if value is None else format_time(value)
+    if field == "progress":
+        # progress is never null on a Job: an explicit None resets it
+        return (value or Progress()).model_dump_json()
+    if field == "error":
+        return None if value is None else value.model_dump_json()
+    if field in ("result", "spec"):
+        return None if value is None else json.dumps(value)
+    if field == "status":
+        return JobStatus(value).value
+    return value
+
+
+def _is_transient(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return _SQLITE_PRIMARY_NAMES.get(code & 0xFF) in TRANSIENT_SQLITE_ERRORS
+    # sqlite3 errors raised before a statement runs (e.g. opening the file) may carry no code
+    message = str(error).lower()
+    return "locked" in message or "disk i/o" in message or "unable to open" in message
+
+
+class SqliteJobStore:
+    """JobStore on a SQLite file. Thread-safe (one connection per thread) and process-safe (WAL + busy_timeout +
+    single-statement compare-and-set). Create it once per process; each thread lazily opens its own connection."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_schema()
+
+    # --- connections and errors ------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        # a forked child must not reuse its parent's connection
+        if conn is None or self._local.pid != os.getpid():
+            with self._storage_errors():
+                conn = sqlite3.connect(
+                    self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            if _is_transient(error):
+                raise StoreUnavailable(f"the job store ({self.path.name}) is unavailable: {error}") from error
+            raise
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+                raise
+            if _is_transient(error):
+                raise StoreUnavailable(f"the job store ({self.path.name}) is unavailable: {error}") from error
+            raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write inside cannot be interleaved."""
+        conn = self._connection()
+        with self._storage_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # some errors (SQLITE_FULL, IOERR) have already rolled it back
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        conn = self._connection()
+        with self._storage_errors():
+            return conn.execute(sql, params).fetchall()
+
+    def _create_schema(self) -> None:
+        with self._transaction() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has schema version {row[0]}, newer than this code's {SCHEMA_VERSION}; upgrade robotrain"
+                )
+
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    # --- jobs ------------------------------------------------------------------------------------------------
+
+    def create(self, job: Job) -> Job:
+        values = [_column_value(field, getattr(job, field)) for field in _JOB_COLUMNS.split(", ")]
+        placeholders = ", ".join("?" for _ in values)
+        try:
+            rows = self._query(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders}) RETURNING *", values)
+        except sqlite3.IntegrityError as error:
+            raise JobConflict(f"a job with id {job.id!r} already exists") from error
+        return _row_to_job(rows[0])
+
+    def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
+        if user_id is None:
+            rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        else:
+            rows = self._query("SELECT * FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id))
+        return _row_to_job(rows[0]) if rows else None
+
+    def list(
+        self, *, user_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        if limit < 1:
+            raise InvalidRequest("limit must be at least 1")
+        where = ["user_id = ?"]
+        params: list[Any] = [user_id]
+        if status is not None:
+            where.append("status = ?")
+            params.append(JobStatus(status).value)
+        if cursor is not None:
+            after_created, after_id = decode_cursor(cursor)
+            # row-value comparison: strictly older than the last row of the previous page
+            where.append("(created_at, id) < (?, ?)")
+            params += [after_created, after_id]
+        rows = self._query(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
+            [*params, limit + 1],
+        )
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+        return Page(data=[_row_to_job(row) for row in page], next_cursor=next_cursor)
+
+    def update(
+        self,
+        job_id: str,
+        changes: JobChanges,
+        *,
+        expected: Collection[JobStatus],
+        expected_attempt: int | None = None,
+    ) -> Job | None:
+        expected_values = sorted({JobStatus(status).value for status in expected})
+        if not expected_values:
+            return None
+        assignments = ["updated_at = ?"]
+        params: list[Any] = [format_time(utcnow())]
+        for field in sorted(changes.model_fields_set):
+            value = getattr(changes, field)
+            if field in ("status", "attempt") and value is None:
+                continue  # not nullable on a Job; None means "leave alone"
+            assignments.append(f"{field} = ?")
+            params.append(_column_value(field, value))
+        where = f"id = ? AND status IN ({', '.join('?' for _ in expected_values)})"
+        params += [job_id, *expected_values]
+        if expected_attempt is not None:
+            where += " AND attempt = ?"
+            params.append(expected_attempt)
+        rows = self._query(f"UPDATE jobs SET {', '.join(assignments)} WHERE {where} RETURNING *", params)
+        return _row_to_job(rows[0]) if rows else None
+
+    def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
+        values = sorted({JobStatus(status).value for status in statuses})
+        if not values:
+            return []
+        rows = self._query(
+            f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in values)}) ORDER BY created_at, id LIMIT ?",
+            [*values, limit],
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int:
+        values = sorted({JobStatus(status).value for status in statuses})
+        if not values:
+            return 0
+        sql = f"SELECT count(*) FROM jobs WHERE status IN ({', '.join('?' for _ in values)})"
+        params: list[Any] = list(values)
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        return self._query(sql, params)[0][0]
+
+    # --- events and metrics ----------------------------------------------------------------------------------
+
+    def append_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> JobEvent:
+        try:
+            rows = self._query(
+                "INSERT INTO events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (job_id, format_time(utcnow()), kind, message, json.dumps(data or {})),
+            )
+        except sqlite3.IntegrityError as error:
+            raise JobNotFound(job_id) from error
+        return self._row_to_event(rows[0])
+
+    def list_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]:
+        rows = self._query(
+            "SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?", (job_id, after, max(0, limit))
+        )
+        return [self._row_to_event(row) for row in rows]
+
+    @staticmethod
+    def _row_to_event(row: sqlite3.Row) -> JobEvent:
+        return JobEvent(
+            id=row["id"],
+            job_id=row["job_id"],
+            at=parse_time(row["at"]),
+            kind=row["kind"],
+            message=row["message"],
+            data=json.loads(row["data"]),
+        )
+
+    def append_metrics(self, job_id: str, points: list[MetricPoint]) -> None:
+        """Insert the points; a (name, step) reported again (a resumed attempt) replaces the earlier value."""
+        if not points:
+            return
+        try:
+            with self._transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO metrics (job_id, name, step, value) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (job_id, name, step) DO UPDATE SET value = excluded.value",
+                    [(job_id, point.name, point.step, point.value) for point in points],
+                )
+        except sqlite3.IntegrityError as error:
+            raise JobNotFound(job_id) from error
+
+    def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
+        rows = self._query("SELECT name, step, value FROM metrics WHERE job_id = ? ORDER BY name, step", (job_id,))
+        series: dict[str, list[tuple[int, float]]] = {}
+        for row in rows:
+            # SQLite stores NaN as NULL; a diverged loss is still worth showing as NaN
+            value = math.nan if row["value"] is None else float(row["value"])
+            series.setdefault(row["name"], []).append((row["step"], value))
+        return series
+
+    # --- idempotency keys ------------------------------------------------------------------------------------
+
+    def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO idempotency_keys (user_id, key, request_hash, job_id, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (user_id, key) DO NOTHING",
+                (user_id, key, request_hash, job_id, format_time(utcnow())),
+            )
+            row = conn.execute(
+                "SELECT request_hash, job_id FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
+            ).fetchone()
+        return row["request_hash"], row["job_id"]
+
+    def forget_idempotency_keys(self, older_than: datetime) -> int:
+        conn = self._connection()
+        with self._storage_errors():
+            cursor = conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (format_time(older_than),))
+            return cursor.rowcount
