@@ -1,0 +1,365 @@
+"""SqsJobQueue against moto's SQS server (a separate process on 127.0.0.1, real HTTP, real boto3).
+
+Each test gets its own uniquely named queue (and DLQ) so tests never see each other's messages, even when other
+suites share the session's moto server. Transient-error retries are proved with a small HTTP server that answers
+errors a set number of times and then forwards to moto.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+
+from robotrain.adapters.sqs_queue import MAX_MESSAGE_BYTES, SqsJobQueue, create_queue_with_dlq
+from robotrain.errors import QueueUnavailable
+from robotrain.ports import MessageTooLarge, ReceiptHandleInvalid
+from tests.support.moto import free_port
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def sqs_client(aws_env: str):
+    return boto3.client("sqs", endpoint_url=aws_env, region_name=REGION)
+
+
+def _unique_name(prefix: str = "jobs") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def queue_urls(sqs_client) -> tuple[str, str]:
+    """A fresh queue with a DLQ after 3 receives."""
+    return create_queue_with_dlq(sqs_client, _unique_name(), max_receive_count=3)
+
+
+@pytest.fixture
+def queue(aws_env: str, queue_urls: tuple[str, str]) -> SqsJobQueue:
+    return SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=aws_env, visibility_timeout_s=1, wait_seconds=5)
+
+
+def _dlq(aws_env: str, queue_urls: tuple[str, str]) -> SqsJobQueue:
+    return SqsJobQueue(queue_urls[1], region=REGION, endpoint_url=aws_env, visibility_timeout_s=1, wait_seconds=5)
+
+
+# --- the JobQueue behaviour ---------------------------------------------------------------------------------------
+
+
+def test_a_sent_message_is_received_once_with_its_body_id_and_receive_count(queue: SqsJobQueue):
+    message_id = queue.send('{"job_id": "job_1"}')
+
+    [message] = queue.receive(max_messages=10, visibility_timeout=30)
+
+    assert message.message_id == message_id
+    assert message.body == '{"job_id": "job_1"}'
+    assert message.receive_count == 1
+    assert queue.receive(max_messages=10) == []  # hidden while in flight
+
+
+def test_a_message_not_deleted_comes_back_after_the_visibility_timeout_with_a_higher_count(queue: SqsJobQueue):
+    queue.send("a")
+    [first] = queue.receive(visibility_timeout=1)
+
+    time.sleep(1.3)
+    [again] = queue.receive(visibility_timeout=30)
+
+    assert again.message_id == first.message_id
+    assert again.receive_count == 2
+    assert again.receipt_handle != first.receipt_handle
+
+
+def test_receive_takes_up_to_ten_messages_in_one_call(queue: SqsJobQueue):
+    for i in range(12):
+        queue.send(f"m{i}")
+
+    batch = queue.receive(max_messages=10, visibility_timeout=30)
+
+    assert len(batch) == 10
+    assert len({m.message_id for m in batch}) == 10
+
+
+def test_delete_removes_messages_in_chunks_of_ten(queue: SqsJobQueue):
+    for i in range(12):
+        queue.send(f"m{i}")
+    received = queue.receive(max_messages=10, visibility_timeout=1) + queue.receive(
+        max_messages=10, visibility_timeout=1
+    )
+    assert len(received) == 12
+
+    assert queue.delete([m.receipt_handle for m in received]) == []
+
+    time.sleep(1.3)
+    assert queue.receive(max_messages=10) == []
+    assert queue.approximate_depth() == {"visible": 0, "in_flight": 0, "delayed": 0}
+
+
+def test_a_batch_delete_with_a_bad_handle_reports_it_and_still_deletes_the_others(queue: SqsJobQueue):
+    queue.send("a")
+    queue.send("b")
+    good = [m.receipt_handle for m in queue.receive(max_messages=10, visibility_timeout=1)]
+    assert len(good) == 2
+
+    failed = queue.delete([good[0], "not-a-receipt-handle", good[1]])
+
+    assert failed == ["not-a-receipt-handle"]
+    time.sleep(1.3)
+    assert queue.receive(max_messages=10) == []
+
+
+def test_delete_of_nothing_makes_no_call_and_fails_nothing(queue: SqsJobQueue):
+    assert queue.delete([]) == []
+
+
+def test_change_visibility_to_zero_makes_the_message_visible_at_once(queue: SqsJobQueue):
+    queue.send("a")
+    [message] = queue.receive(visibility_timeout=60)
+
+    queue.change_visibility(message.receipt_handle, 0)
+
+    [again] = queue.receive(visibility_timeout=60)
+    assert again.message_id == message.message_id
+    assert again.receive_count == 2
+
+
+def test_change_visibility_extends_the_hidden_time(queue: SqsJobQueue):
+    queue.send("a")
+    [message] = queue.receive(visibility_timeout=1)
+
+    queue.change_visibility(message.receipt_handle, 5)
+
+    time.sleep(1.3)
+    assert queue.receive() == []
+
+
+def test_change_visibility_of_a_deleted_message_raises_receipt_handle_invalid(queue: SqsJobQueue):
+    queue.send("a")
+    [message] = queue.receive(visibility_timeout=30)
+    assert queue.delete([message.receipt_handle]) == []
+
+    with pytest.raises(ReceiptHandleInvalid):
+        queue.change_visibility(message.receipt_handle, 10)
+
+
+def test_a_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count(
+    queue: SqsJobQueue, aws_env: str, queue_urls: tuple[str, str]
+):
+    message_id = queue.send("poison")
+    # Visibility 0 hands the message straight back: three receives without a delete (maxReceiveCount=3) ...
+    counts = [queue.receive(visibility_timeout=0)[0].receive_count for _ in range(3)]
+    assert counts == [1, 2, 3]
+
+    # ... and the fourth receive finds it gone from the source queue, moved to the DLQ with the same id.
+    assert queue.receive(visibility_timeout=0) == []
+    [dead] = _dlq(aws_env, queue_urls).receive(visibility_timeout=30)
+    assert dead.message_id == message_id
+    assert dead.body == "poison"
+
+
+def test_long_polling_waits_for_a_message_and_returns_as_soon_as_one_arrives(queue: SqsJobQueue):
+    started = time.monotonic()
+    assert queue.receive(wait_seconds=1) == []
+    assert time.monotonic() - started >= 0.9  # it waited instead of returning at once
+
+    sender = threading.Timer(0.5, queue.send, args=("late",))
+    sender.start()
+    try:
+        started = time.monotonic()
+        [message] = queue.receive(wait_seconds=5, visibility_timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        sender.join()
+    assert message.body == "late"
+    assert elapsed < 3.5  # it returned when the message came, not at the end of the wait
+
+
+# --- size and content are checked by us (moto counts characters, not bytes) --------------------------------------
+
+
+def test_a_body_of_exactly_one_mib_in_utf8_is_accepted(queue: SqsJobQueue):
+    body = "é" * (MAX_MESSAGE_BYTES // 2)  # two bytes each: exactly 1,048,576 bytes
+    queue.send(body)
+
+    [message] = queue.receive(visibility_timeout=30)
+    assert message.body == body
+
+
+def test_a_body_over_one_mib_in_utf8_is_refused_before_sending(queue: SqsJobQueue):
+    # 600,000 characters, which moto would accept, but 1,200,000 bytes, which SQS refuses.
+    with pytest.raises(MessageTooLarge, match="1200000 bytes"):
+        queue.send("é" * 600_000)
+
+    assert queue.approximate_depth()["visible"] == 0
+
+
+def test_a_body_with_characters_sqs_does_not_accept_is_refused(queue: SqsJobQueue):
+    with pytest.raises(ValueError, match="does not accept"):
+        queue.send("job\x00")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_messages": 0},
+        {"max_messages": 11},
+        {"visibility_timeout": -1},
+        {"visibility_timeout": 43_201},
+        {"wait_seconds": 6},  # above this queue's wait_seconds=5
+        {"wait_seconds": -1},
+    ],
+)
+def test_receive_refuses_out_of_range_arguments(queue: SqsJobQueue, kwargs: dict):
+    with pytest.raises(ValueError):
+        queue.receive(**kwargs)
+
+
+def test_change_visibility_refuses_out_of_range_timeouts(queue: SqsJobQueue):
+    with pytest.raises(ValueError):
+        queue.change_visibility("handle", 43_201)
+
+
+# --- failures ------------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_queue_is_reported_as_queue_unavailable_naming_the_queue(aws_env: str):
+    url = f"{aws_env}/123456789012/{_unique_name('missing')}"
+    queue = SqsJobQueue(url, region=REGION, endpoint_url=aws_env)
+
+    with pytest.raises(QueueUnavailable, match="NonExistentQueue|QueueDoesNotExist") as raised:
+        queue.send("a")
+    assert url in raised.value.message
+    assert raised.value.status_code == 503
+
+
+def test_an_unreachable_endpoint_fails_fast_with_queue_unavailable(aws_env: str):
+    closed = f"http://127.0.0.1:{free_port()}"
+    queue = SqsJobQueue(f"{closed}/123456789012/q", region=REGION, endpoint_url=closed, backoff_s=0.01)
+
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailable, match="after 3 attempts"):
+        queue.receive()
+    assert time.monotonic() - started < 5
+
+
+class _FaultyFront:
+    """An HTTP server in front of moto: answers the first `failures` requests with `status` and an SQS JSON error
+    of type `code`, then forwards every request to moto unchanged. Counts the requests it saw."""
+
+    def __init__(self, backend: str, *, failures: int, status: int, code: str):
+        self.requests = 0
+        front = self
+        target = urlsplit(backend)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                front.requests += 1
+                if front.requests <= failures:
+                    payload = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": "injected"}).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
+                    self.send_header("x-amzn-query-error", f"{code};Receiver")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+                upstream.request("POST", self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in {"content-length", "connection", "transfer-encoding", "server", "date"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> _FaultyFront:
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(503, "ServiceUnavailable"), (400, "ThrottlingException"), (500, "InternalError")]
+)
+def test_transient_errors_are_retried_and_the_call_then_succeeds(
+    aws_env: str, queue_urls: tuple[str, str], status: int, code: str
+):
+    with _FaultyFront(aws_env, failures=2, status=status, code=code) as front:
+        queue = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=front.url, backoff_s=0.01, max_attempts=3)
+        message_id = queue.send("through the storm")
+        assert front.requests == 3
+
+    [message] = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=aws_env).receive(visibility_timeout=30)
+    assert message.message_id == message_id
+
+
+def test_transient_errors_past_the_attempt_limit_become_queue_unavailable(aws_env: str, queue_urls: tuple[str, str]):
+    with _FaultyFront(aws_env, failures=10, status=503, code="ServiceUnavailable") as front:
+        queue = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=front.url, backoff_s=0.01, max_attempts=3)
+        with pytest.raises(QueueUnavailable, match="ServiceUnavailable"):
+            queue.send("never")
+        assert front.requests == 3  # bounded: exactly max_attempts, botocore's own retries are off
+
+
+def test_a_configuration_error_is_not_retried(aws_env: str, queue_urls: tuple[str, str]):
+    with _FaultyFront(aws_env, failures=10, status=403, code="AccessDenied") as front:
+        queue = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=front.url, backoff_s=0.01, max_attempts=3)
+        with pytest.raises(QueueUnavailable, match="AccessDenied"):
+            queue.send("never")
+        assert front.requests == 1
+
+
+# --- setup helper --------------------------------------------------------------------------------------------------
+
+
+def test_create_queue_with_dlq_sets_the_redrive_policy_and_a_longer_dlq_retention(sqs_client):
+    name = _unique_name()
+    queue_url, dlq_url = create_queue_with_dlq(sqs_client, name, max_receive_count=5, visibility_timeout_s=120)
+
+    attrs = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    dlq_attrs = sqs_client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
+    policy = json.loads(attrs["RedrivePolicy"])
+    assert dlq_url.endswith(f"/{name}-dlq")
+    assert policy["deadLetterTargetArn"] == dlq_attrs["QueueArn"]
+    assert int(policy["maxReceiveCount"]) == 5
+    assert attrs["VisibilityTimeout"] == "120"
+    assert int(dlq_attrs["MessageRetentionPeriod"]) > int(attrs["MessageRetentionPeriod"])
+    assert sqs_client.list_dead_letter_source_queues(QueueUrl=dlq_url)["queueUrls"] == [queue_url]
+
+
+def test_create_queue_with_dlq_names_a_fifo_dlq_as_fifo(aws_env: str):
+    name = _unique_name() + ".fifo"
+    queue_url, dlq_url = create_queue_with_dlq({"region": REGION, "endpoint_url": aws_env}, name, max_receive_count=2)
+
+    assert queue_url.endswith(name)
+    assert dlq_url.endswith(name[: -len(".fifo")] + "-dlq.fifo")
+
+
+def test_from_settings_needs_the_queue_url_and_region():
+    from robotrain.settings import Settings
+
+    with pytest.raises(ValueError, match="SQS_QUEUE_URL"):
+        SqsJobQueue.from_settings(Settings(_env_file=None, SQS_QUEUE_URL=None, AWS_REGION=None))
