@@ -56,7 +56,9 @@ def _run(command: list[str]) -> None:
 def cluster(port: int = 5432) -> Iterator[Cluster]:
     """initdb + pg_ctl start in a fresh temp directory; stop and delete it afterwards."""
     if not (PG_BIN / "initdb").exists():
-        raise RuntimeError(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing); apt-get install postgresql-15")
+        raise RuntimeError(
+            f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing); apt-get install postgresql-15"
+        )
     root = Path(tempfile.mkdtemp(prefix="robotrain-pg-"))
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
@@ -65,15 +67,26 @@ def cluster(port: int = 5432) -> Iterator[Cluster]:
     started = False
     try:
         _run(
-            [str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-             "--no-locale", "--no-sync"]
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
         )
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{root}' -c port={port} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c timezone=UTC -c max_connections=50"
         )
-        _run([str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60", "-o", options,
-              "start"])
+        _run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60", "-o", options, "start"]
+        )
         started = True
         yield Cluster(socket_dir=root, port=port)
     finally:

@@ -1,0 +1,62 @@
+"""Session fixtures for everything Supabase: one throwaway PostgreSQL 15 cluster, one database with the bootstrap and
+supabase/migrations applied, and the PostgREST-subset server over it. tests/conftest.py imports them so any test
+directory can use them; nothing starts unless a test asks for it, and everything stops when the session ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support import postgres, postgrest
+
+JWT_SECRET = "robotrain-test-jwt-secret-with-at-least-32-bytes"
+DATABASE = "robotrain"
+STORE_TABLES = ("jobs", "events", "metrics", "idempotency_keys")
+
+
+@dataclass(frozen=True)
+class SupabaseStack:
+    cluster: postgres.Cluster
+    database: str
+    url: str  # SUPABASE_URL
+    service_key: str  # SUPABASE_KEY (the service_role key)
+    anon_key: str
+    subset: postgrest.PostgrestSubset
+
+    def user_token(self, user_id: str) -> str:
+        """A Clerk-style session token as Supabase's third-party auth sees it (role authenticated, sub the user)."""
+        return postgrest.mint_jwt(JWT_SECRET, "authenticated", sub=user_id)
+
+    def truncate(self) -> None:
+        with self.cluster.connect(self.database) as conn:
+            conn.execute("truncate " + ", ".join(STORE_TABLES) + " restart identity cascade")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres.Cluster]:
+    with postgres.cluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def supabase_stack(postgres_cluster: postgres.Cluster) -> Iterator[SupabaseStack]:
+    postgres.create_database(postgres_cluster, DATABASE)
+    subset = postgrest.PostgrestSubset(postgres_cluster.conninfo(DATABASE, user="authenticator"), JWT_SECRET)
+    with postgrest.serve(subset) as server:
+        yield SupabaseStack(
+            cluster=postgres_cluster,
+            database=DATABASE,
+            url=server.url,
+            service_key=postgrest.mint_jwt(JWT_SECRET, "service_role"),
+            anon_key=postgrest.mint_jwt(JWT_SECRET, "anon"),
+            subset=subset,
+        )
+
+
+@pytest.fixture
+def supabase(supabase_stack: SupabaseStack) -> SupabaseStack:
+    """The stack with every store table emptied first."""
+    supabase_stack.truncate()
+    return supabase_stack
