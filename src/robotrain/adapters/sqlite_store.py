@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from robotrain.errors import InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
+from robotrain.errors import InvalidRequest, JobConflict, JobNotFound, ServiceUnavailable, StoreUnavailable
 from robotrain.jobs.models import Job, JobChanges, JobError, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
 
 SCHEMA_VERSION = 1
@@ -48,7 +48,6 @@ _SQLITE_PRIMARY_NAMES = {
 }
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -178,7 +177,8 @@ def _column_value(field: str, value: Any) -> Any:
     return value
 
 
-def _is_transient(error: sqlite3.Error) -> bool:
+def is_transient_sqlite_error(error: sqlite3.Error) -> bool:
+    """Whether the error's result code is in TRANSIENT_SQLITE_ERRORS (worth a 503 and a retry later)."""
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None:
         return _SQLITE_PRIMARY_NAMES.get(code & 0xFF) in TRANSIENT_SQLITE_ERRORS
@@ -187,34 +187,46 @@ def _is_transient(error: sqlite3.Error) -> bool:
     return "locked" in message or "disk i/o" in message or "unable to open" in message
 
 
-class SqliteJobStore:
-    """JobStore on a SQLite file. Thread-safe (one connection per thread) and process-safe (WAL + busy_timeout +
-    single-statement compare-and-set). Create it once per process; each thread lazily opens its own connection."""
+class SqliteDatabase:
+    """One SQLite file used from many threads and processes: a connection per thread (opened lazily, reopened after
+    a fork), WAL, busy_timeout, autocommit statements, BEGIN IMMEDIATE transactions, and transient errors turned
+    into `unavailable` (an AppError such as StoreUnavailable or QueueUnavailable)."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        unavailable: type[ServiceUnavailable],
+        what: str,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ):
         self.path = Path(path)
+        self._unavailable = unavailable
+        self._what = what
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._create_schema()
+        with self.errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    # --- connections and errors ------------------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         # a forked child must not reuse its parent's connection
         if conn is None or self._local.pid != os.getpid():
-            with self._storage_errors():
+            with self.errors():
                 conn = sqlite3.connect(
                     self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
                 )
-                conn.row_factory = sqlite3.Row
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
+                try:
+                    conn.row_factory = sqlite3.Row
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                    conn.execute("PRAGMA foreign_keys = ON")
+                except BaseException:
+                    conn.close()
+                    raise
             self._local.conn = conn
             self._local.pid = os.getpid()
             with self._connections_lock:
@@ -222,25 +234,23 @@ class SqliteJobStore:
         return conn
 
     @contextmanager
-    def _storage_errors(self) -> Iterator[None]:
+    def errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.OperationalError as error:
-            if _is_transient(error):
-                raise StoreUnavailable(f"the job store ({self.path.name}) is unavailable: {error}") from error
-            raise
+        except OSError as error:  # the file's directory cannot be created
+            raise self._unavailable(f"the {self._what} ({self.path}) is unavailable: {error}") from error
         except sqlite3.DatabaseError as error:
-            if isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+            if isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError) or not is_transient_sqlite_error(
+                error
+            ):
                 raise
-            if _is_transient(error):
-                raise StoreUnavailable(f"the job store ({self.path.name}) is unavailable: {error}") from error
-            raise
+            raise self._unavailable(f"the {self._what} ({self.path.name}) is unavailable: {error}") from error
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write inside cannot be interleaved."""
-        conn = self._connection()
-        with self._storage_errors():
+        conn = self.connection()
+        with self.errors():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -250,31 +260,55 @@ class SqliteJobStore:
                 raise
             conn.execute("COMMIT")
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        conn = self._connection()
-        with self._storage_errors():
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """One autocommit statement; RETURNING rows are fetched in full so the statement completes."""
+        conn = self.connection()
+        with self.errors():
             return conn.execute(sql, params).fetchall()
 
-    def _create_schema(self) -> None:
-        with self._transaction() as conn:
-            for statement in _SCHEMA.split(";"):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One autocommit statement; the number of rows it changed."""
+        conn = self.connection()
+        with self.errors():
+            return conn.execute(sql, params).rowcount
+
+    def create_schema(self, schema: str, version: int) -> None:
+        """Run the idempotent `schema` (statements separated by ';') and record or check its version."""
+        with self.transaction() as conn:
+            for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             if row[0] is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            elif row[0] > version:
                 raise RuntimeError(
-                    f"{self.path} has schema version {row[0]}, newer than this code's {SCHEMA_VERSION}; upgrade robotrain"
+                    f"{self.path} has schema version {row[0]}, newer than this code's {version}; upgrade robotrain"
                 )
 
     def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
+        """Close every connection this object opened (in any thread)."""
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
         self._local = threading.local()
+
+
+class SqliteJobStore:
+    """JobStore on a SQLite file. Thread-safe (one connection per thread) and process-safe (WAL + busy_timeout +
+    single-statement compare-and-set). Create it once per process; each thread lazily opens its own connection."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        self.path = Path(path)
+        self._db = SqliteDatabase(
+            self.path, unavailable=StoreUnavailable, what="job store", busy_timeout_ms=busy_timeout_ms
+        )
+        self._db.create_schema(_SCHEMA, SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self._db.close()
 
     # --- jobs ------------------------------------------------------------------------------------------------
 
@@ -282,16 +316,16 @@ class SqliteJobStore:
         values = [_column_value(field, getattr(job, field)) for field in _JOB_COLUMNS.split(", ")]
         placeholders = ", ".join("?" for _ in values)
         try:
-            rows = self._query(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders}) RETURNING *", values)
+            rows = self._db.query(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders}) RETURNING *", values)
         except sqlite3.IntegrityError as error:
             raise JobConflict(f"a job with id {job.id!r} already exists") from error
         return _row_to_job(rows[0])
 
     def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
         if user_id is None:
-            rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+            rows = self._db.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         else:
-            rows = self._query("SELECT * FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id))
+            rows = self._db.query("SELECT * FROM jobs WHERE id = ? AND user_id = ?", (job_id, user_id))
         return _row_to_job(rows[0]) if rows else None
 
     def list(
@@ -309,7 +343,7 @@ class SqliteJobStore:
             # row-value comparison: strictly older than the last row of the previous page
             where.append("(created_at, id) < (?, ?)")
             params += [after_created, after_id]
-        rows = self._query(
+        rows = self._db.query(
             f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
             [*params, limit + 1],
         )
@@ -341,14 +375,14 @@ class SqliteJobStore:
         if expected_attempt is not None:
             where += " AND attempt = ?"
             params.append(expected_attempt)
-        rows = self._query(f"UPDATE jobs SET {', '.join(assignments)} WHERE {where} RETURNING *", params)
+        rows = self._db.query(f"UPDATE jobs SET {', '.join(assignments)} WHERE {where} RETURNING *", params)
         return _row_to_job(rows[0]) if rows else None
 
     def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
         values = sorted({JobStatus(status).value for status in statuses})
         if not values:
             return []
-        rows = self._query(
+        rows = self._db.query(
             f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in values)}) ORDER BY created_at, id LIMIT ?",
             [*values, limit],
         )
@@ -363,13 +397,13 @@ class SqliteJobStore:
         if user_id is not None:
             sql += " AND user_id = ?"
             params.append(user_id)
-        return self._query(sql, params)[0][0]
+        return self._db.query(sql, params)[0][0]
 
     # --- events and metrics ----------------------------------------------------------------------------------
 
     def append_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> JobEvent:
         try:
-            rows = self._query(
+            rows = self._db.query(
                 "INSERT INTO events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?) RETURNING *",
                 (job_id, format_time(utcnow()), kind, message, json.dumps(data or {})),
             )
@@ -378,7 +412,7 @@ class SqliteJobStore:
         return self._row_to_event(rows[0])
 
     def list_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]:
-        rows = self._query(
+        rows = self._db.query(
             "SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?", (job_id, after, max(0, limit))
         )
         return [self._row_to_event(row) for row in rows]
@@ -399,7 +433,7 @@ class SqliteJobStore:
         if not points:
             return
         try:
-            with self._transaction() as conn:
+            with self._db.transaction() as conn:
                 conn.executemany(
                     "INSERT INTO metrics (job_id, name, step, value) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (job_id, name, step) DO UPDATE SET value = excluded.value",
@@ -409,7 +443,7 @@ class SqliteJobStore:
             raise JobNotFound(job_id) from error
 
     def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
-        rows = self._query("SELECT name, step, value FROM metrics WHERE job_id = ? ORDER BY name, step", (job_id,))
+        rows = self._db.query("SELECT name, step, value FROM metrics WHERE job_id = ? ORDER BY name, step", (job_id,))
         series: dict[str, list[tuple[int, float]]] = {}
         for row in rows:
             # SQLite stores NaN as NULL; a diverged loss is still worth showing as NaN
@@ -420,7 +454,7 @@ class SqliteJobStore:
     # --- idempotency keys ------------------------------------------------------------------------------------
 
     def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO idempotency_keys (user_id, key, request_hash, job_id, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (user_id, key) DO NOTHING",
@@ -432,7 +466,4 @@ class SqliteJobStore:
         return row["request_hash"], row["job_id"]
 
     def forget_idempotency_keys(self, older_than: datetime) -> int:
-        conn = self._connection()
-        with self._storage_errors():
-            cursor = conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (format_time(older_than),))
-            return cursor.rowcount
+        return self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (format_time(older_than),))
