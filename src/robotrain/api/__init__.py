@@ -1,0 +1,1 @@
+"""The HTTP layer: `create_app` builds the FastAPI application."""

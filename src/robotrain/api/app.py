@@ -1,0 +1,67 @@
+"""The FastAPI application: components, the JobService, the local dispatch loop's lifetime, the body size limit,
+and the one set of error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from robotrain.api.errors import install_error_handlers
+from robotrain.api.middleware import BodySizeLimit
+from robotrain.api.routes import health_router, jobs_router
+from robotrain.auth import build_verifier
+from robotrain.dispatch import Dispatcher, DispatchLoop
+from robotrain.jobs.service import JobService
+from robotrain.ports import TokenVerifier
+from robotrain.settings import Settings
+from robotrain.wiring import Components, build_components
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    components: Components | None = None,
+    verifier: TokenVerifier | None = None,
+    start_dispatch: bool = True,
+) -> FastAPI:
+    """The API over `components` (built from `settings` when not given). With `start_dispatch` a DispatchLoop
+    drains the queue in the background for the app's lifetime and every submit kicks it; without it (tests that
+    drive the Dispatcher by hand) nothing dispatches."""
+    if settings is None:
+        settings = components.settings if components is not None else Settings()
+    if components is None:
+        components = build_components(settings)
+    if verifier is None:
+        verifier = build_verifier(settings)
+    loop = DispatchLoop(Dispatcher(components), settings.drain_interval_s) if start_dispatch else None
+    service = JobService(components, kick=loop.kick if loop is not None else None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if loop is not None:
+            loop.start()
+        try:
+            yield
+        finally:
+            if loop is not None:
+                await run_in_threadpool(loop.stop)
+
+    app = FastAPI(
+        title="robotrain",
+        version="0.1.0",
+        description="Submit robot policy training jobs, follow them, and download their checkpoints.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.components = components
+    app.state.service = service
+    app.state.verifier = verifier
+    app.state.dispatch_loop = loop
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(jobs_router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,134 @@
+"""The HTTP routes. Thin: parse, authorize, call the JobService, shape the response. Errors are AppErrors raised by
+the service or the dependencies and rendered by robotrain.api.errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import FileResponse
+
+from robotrain.api.deps import CurrentUser, InternalCaller, OwnedJob, ServiceDep
+from robotrain.api.schemas import (
+    ArtifactList,
+    ArtifactOut,
+    ErrorBody,
+    EventOut,
+    EventPage,
+    Health,
+    JobOut,
+    JobPage,
+    MetricSeries,
+)
+from robotrain.jobs.models import JobStatus
+from robotrain.jobs.service import StatusUpdate
+from training.spec import TrainSpec
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Unparsable body",
+        401: "Missing or invalid token",
+        403: "Not an internal caller",
+        404: "No such job (or not yours)",
+        409: "The job's status does not allow this",
+        413: "Body over the size limit",
+        422: "Invalid input; `details` names each field",
+        503: "A dependency (identity provider, store, queue) is unreachable",
+    }
+    return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
+
+
+USER = (401, 503)
+health_router = APIRouter()
+jobs_router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@health_router.get("/healthz", response_model=Health, tags=["health"])
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@jobs_router.post(
+    "", status_code=202, response_model=JobOut, responses=_errors(400, *USER, 409, 413, 422), summary="Submit a job"
+)
+@jobs_router.post("/", status_code=202, response_model=JobOut, include_in_schema=False)
+def submit_job(
+    spec: TrainSpec,
+    user: CurrentUser,
+    service: ServiceDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    return JobOut.of(service.submit(user, spec, idempotency_key=idempotency_key))
+
+
+@jobs_router.get("", response_model=JobPage, responses=_errors(*USER, 422), summary="List your jobs, newest first")
+@jobs_router.get("/", response_model=JobPage, include_in_schema=False)
+def list_jobs(
+    user: CurrentUser,
+    service: ServiceDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobPage:
+    page = service.list(user, status=status, limit=limit, cursor=cursor)
+    return JobPage(data=[JobOut.of(job) for job in page.data], next_cursor=page.next_cursor)
+
+
+@jobs_router.get("/{job_id}", response_model=JobOut, responses=_errors(*USER, 404, 422))
+def get_job(job: OwnedJob) -> JobOut:
+    return JobOut.of(job)
+
+
+@jobs_router.put(
+    "/{job_id}/status",
+    response_model=JobOut,
+    dependencies=[InternalCaller],
+    responses=_errors(400, 401, 403, 404, 409, 413, 422),
+    summary="Internal: a worker reports a status change",
+)
+def put_status(job_id: str, update: StatusUpdate, service: ServiceDep) -> JobOut:
+    return JobOut.of(service.set_status(job_id, update))
+
+
+@jobs_router.post("/{job_id}/cancel", response_model=JobOut, responses=_errors(*USER, 404, 409, 422))
+def cancel_job(job_id: str, user: CurrentUser, service: ServiceDep) -> JobOut:
+    return JobOut.of(service.cancel(user, job_id))
+
+
+@jobs_router.post("/{job_id}/retry", status_code=202, response_model=JobOut, responses=_errors(*USER, 404, 409, 422))
+def retry_job(job_id: str, user: CurrentUser, service: ServiceDep) -> JobOut:
+    return JobOut.of(service.retry(user, job_id))
+
+
+@jobs_router.get("/{job_id}/events", response_model=EventPage, responses=_errors(*USER, 404, 422))
+def job_events(
+    job_id: str,
+    user: CurrentUser,
+    service: ServiceDep,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> EventPage:
+    events = service.events(user, job_id, after=after, limit=limit)
+    return EventPage(data=[EventOut.of(event) for event in events])
+
+
+@jobs_router.get("/{job_id}/metrics", response_model=MetricSeries, responses=_errors(*USER, 404, 422))
+def job_metrics(job_id: str, user: CurrentUser, service: ServiceDep) -> MetricSeries:
+    return MetricSeries(series=service.metrics(user, job_id))
+
+
+@jobs_router.get("/{job_id}/artifacts", response_model=ArtifactList, responses=_errors(*USER, 404, 422))
+def job_artifacts(job_id: str, user: CurrentUser, service: ServiceDep) -> ArtifactList:
+    return ArtifactList(data=[ArtifactOut(path=a.path, size=a.size) for a in service.artifacts(user, job_id)])
+
+
+@jobs_router.get(
+    "/{job_id}/artifacts/{path:path}",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file"}}
+    | _errors(*USER, 404, 422),
+)
+def download_artifact(job_id: str, path: str, user: CurrentUser, service: ServiceDep) -> FileResponse:
+    file = service.artifact_file(user, job_id, path)
+    return FileResponse(file, media_type="application/octet-stream", filename=file.name)
