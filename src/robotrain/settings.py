@@ -7,6 +7,7 @@ modal the Modal launcher. Everything else runs on embedded defaults under ROBOTR
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -84,6 +85,36 @@ class Settings(BaseSettings):
     def resolved_artifacts_dir(self) -> Path:
         return self.artifacts_dir or self.data_dir / "artifacts"
 
+    def as_environ(self) -> dict[str, str]:
+        """These settings as the variables they are read from, so a child process (a worker) that builds
+        `Settings()` from its environment gets the same values. Unset (None) fields are left out; paths are made
+        absolute, so a child with another working directory finds the same data."""
+        variables: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                variable = str(alias.choices[0])
+            elif isinstance(alias, str):
+                variable = alias
+            else:
+                variable = f"ROBOTRAIN_{name.upper()}"
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, list):
+                variables[variable] = ",".join(value)
+            elif isinstance(value, Path):
+                variables[variable] = str(value.absolute())
+            else:
+                variables[variable] = str(value)
+        return variables
+
+    def child_environ(self) -> dict[str, str]:
+        """The environment for a worker process: this one's, with every setting written out (`as_environ`)."""
+        return {**os.environ, **self.as_environ()}
+
     @property
     def uses_supabase(self) -> bool:
         return bool(self.supabase_url and self.supabase_key)
@@ -95,3 +126,12 @@ class Settings(BaseSettings):
     @property
     def uses_clerk(self) -> bool:
         return bool(self.clerk_jwt_key or self.clerk_jwks_url or self.clerk_publishable_key or self.clerk_secret_key)
+
+
+class ClientSettings(BaseSettings):
+    """What the `robotrain` CLI needs as a client of a server: ROBOTRAIN_URL and ROBOTRAIN_TOKEN."""
+
+    model_config = SettingsConfigDict(env_prefix="ROBOTRAIN_", extra="ignore", frozen=True)
+
+    url: str = "http://127.0.0.1:8000"
+    token: SecretStr | None = None
