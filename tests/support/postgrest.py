@@ -425,7 +425,7 @@ class PostgrestSubset:
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self._max_idle = max_idle_connections
-        self.catalog = Catalog()
+        self.catalog: Catalog | None = None
         with suppress(psycopg.OperationalError):  # an unreachable database is answered per request with 503
             self.reload_schema()
         self.app = Starlette(
@@ -523,6 +523,11 @@ class PostgrestSubset:
         params = parse_qsl(query_string, keep_blank_values=True)
         payload = self._payload(method, headers, body)
 
+        if self.catalog is None:  # the database was unreachable so far (PostgREST retries its schema cache too)
+            try:
+                self.reload_schema()
+            except psycopg.OperationalError as error:
+                raise database_error(error, claims["role"]) from None
         parts = path.split("/")
         if len(parts) == 2 and parts[0] == "rpc":
             work = self._rpc_plan(method, unquote(parts[1]), params, payload, prefer)
@@ -869,7 +874,9 @@ def serve(subset: PostgrestSubset) -> Iterator[RunningServer]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(subset.app, log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(subset.app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="postgrest-subset", daemon=True)
     thread.start()
     try:

@@ -13,7 +13,7 @@ from tests.support import postgres, postgrest
 
 JWT_SECRET = "robotrain-test-jwt-secret-with-at-least-32-bytes"
 DATABASE = "robotrain"
-STORE_TABLES = ("jobs", "events", "metrics", "idempotency_keys")
+STORE_TABLES = ("events", "metrics", "idempotency_keys", "jobs")  # children first
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,9 @@ class SupabaseStack:
         return postgrest.mint_jwt(JWT_SECRET, "authenticated", sub=user_id)
 
     def truncate(self) -> None:
+        # DELETE beats TRUNCATE on tables this small (no new files, no exclusive locks)
         with self.cluster.connect(self.database) as conn:
-            conn.execute("truncate " + ", ".join(STORE_TABLES) + " restart identity cascade")
+            conn.execute("; ".join(f"delete from public.{table}" for table in STORE_TABLES))
 
 
 @pytest.fixture(scope="session")

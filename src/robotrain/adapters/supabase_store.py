@@ -1,0 +1,524 @@
+"""The production JobStore: Supabase (PostgreSQL behind PostgREST) through supabase-py, with the service_role key.
+
+The schema is supabase/migrations/*.sql. Every status change is one PATCH filtered on the id and the allowed
+current statuses (and the attempt when given) with `return=representation`: PostgreSQL applies it atomically, and
+an empty result means another writer changed the row first (the race was lost). Lists page with a (created_at, id)
+cursor; the query only uses filters PostgREST's simplest grammar has (no `or=`), as two range queries.
+
+Errors: postgrest's APIError carries PostgreSQL's SQLSTATE (or PostgREST's PGRSTxxx, or the HTTP status when a proxy
+answered) in `.code`; the HTTP status is not exposed. Codes are mapped to domain errors below. Only the errors in
+TRANSIENT_ERRORS are retried, a bounded number of times with backoff, and only for reads and idempotent writes
+(upserts, deletes); a compare-and-set or an insert is never retried blindly, because its first try may have been
+applied before the answer was lost. supabase-py's own retry (GET only, sleeps of 1, 2, 4 s) is turned off so that
+this module alone decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import time
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from postgrest import APIError, APIResponse, CountMethod, ReturnMethod
+
+from robotrain.errors import AppError, InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
+from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
+from robotrain.settings import Settings
+from supabase import Client, ClientOptions, create_client
+
+# PostgREST answers at most this many rows per request on Supabase (the project's "max rows", 1000 by default).
+MAX_ROWS_PER_REQUEST = 1000
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_S = 0.25
+
+# APIError codes that mean "the database or the gateway is briefly unavailable": connection exceptions (08xxx),
+# insufficient resources (53xxx), operator intervention such as a restart (57P0x), serialization failures and
+# deadlocks (40001, 40P01), PostgREST losing its connection pool (PGRST000-PGRST003), and gateway statuses.
+TRANSIENT_CODE_PREFIXES = ("08", "53", "57P0")
+TRANSIENT_CODES = frozenset(
+    {"40001", "40P01", "PGRST000", "PGRST001", "PGRST002", "PGRST003", "500", "502", "503", "504", "520"}
+)
+# The key was refused: misconfiguration on our side, not the caller's fault, and not worth retrying.
+REFUSED_KEY_CODES = frozenset({"42501", "PGRST301", "PGRST302", "PGRST303"})
+
+
+class TransientApiError(Exception):
+    """An APIError whose code is in TRANSIENT_CODES / TRANSIENT_CODE_PREFIXES."""
+
+    def __init__(self, error: APIError):
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, TransientApiError)
+
+
+class StoreError(AppError):
+    """Supabase rejected a request in a way that is neither the caller's mistake nor transient (a bug or a schema
+    that does not match this code)."""
+
+    status_code = 500
+    code = "store_error"
+
+
+def _is_transient_code(code: str | None) -> bool:
+    return bool(code) and (code in TRANSIENT_CODES or code.startswith(TRANSIENT_CODE_PREFIXES))
+
+
+def _domain_error(error: APIError, doing: str, job_id: str | None) -> AppError:
+    code = error.code or ""
+    detail = f"{code}: {error.message}" + (f" ({error.details})" if error.details else "")
+    if code == "23505":
+        return JobConflict(f"{doing}: already exists ({error.details or error.message})")
+    if code in ("23503", "PGRST116") and job_id is not None:
+        return JobNotFound(job_id)
+    if code in REFUSED_KEY_CODES:
+        return StoreUnavailable(
+            f"the job store refused the backend's key while {doing} ({detail}); SUPABASE_KEY must be the "
+            "service_role key of this project"
+        )
+    if code.startswith("22"):  # data exception: a value PostgreSQL cannot store (e.g. a \u0000 in JSON text)
+        return InvalidRequest(f"the job store cannot store this value: {error.message}")
+    return StoreError(f"the job store failed while {doing}: {detail}")
+
+
+# --- values on the wire ---------------------------------------------------------------------------------------------
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 UTC with microseconds and a `Z` (never `+`, which a query string would turn into a space).
+    Naive means UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _optional_time(text: str | None) -> datetime | None:
+    return None if text is None else parse_time(text)
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([format_time(created_at), job_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor points after; InvalidRequest for anything this store did not issue."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(created_at, str) or not isinstance(job_id, str):
+            raise ValueError("cursor fields are not strings")
+        when = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise InvalidRequest("invalid cursor") from None
+    return when, job_id
+
+
+def _metric_value(value: float) -> float | str:
+    """JSON has no NaN or Infinity; PostgreSQL's float8 accepts (and to_json answers) them as strings."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _column_value(field: str, value: Any) -> Any:
+    """A Job / JobChanges field as the JSON its column takes."""
+    if isinstance(value, datetime):
+        return format_time(value)
+    if field == "progress":
+        # progress is never null on a Job: an explicit None resets it
+        return (value or Progress()).model_dump(mode="json")
+    if field == "error":
+        return None if value is None else value.model_dump(mode="json")
+    if field == "status":
+        return JobStatus(value).value
+    return value
+
+
+_JOB_FIELDS = tuple(Job.model_fields)
+_TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at", "heartbeat_at", "enqueued_at")
+
+
+def _row_to_job(row: dict[str, Any]) -> Job:
+    values = dict(row)
+    for field in _TIME_FIELDS:
+        values[field] = _optional_time(values.get(field))
+    return Job.model_validate(values)
+
+
+def _row_to_event(row: dict[str, Any]) -> JobEvent:
+    return JobEvent(
+        id=row["id"],
+        job_id=row["job_id"],
+        at=parse_time(row["at"]),
+        kind=row["kind"],
+        message=row["message"],
+        data=row["data"] or {},
+    )
+
+
+def _statuses(statuses: Collection[JobStatus]) -> list[str]:
+    return sorted({JobStatus(status).value for status in statuses})
+
+
+class SupabaseJobStore:
+    """JobStore on Supabase. Thread-safe (one shared httpx client; every call builds its own request)."""
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        timeout_s: float = 10.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        http_client: httpx.Client | None = None,
+    ):
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._http = http_client or httpx.Client(timeout=timeout_s)
+        self._owns_http = http_client is None
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self.client: Client = create_client(
+            url,
+            key,
+            options=ClientOptions(
+                httpx_client=self._http,
+                postgrest_client_retry=False,
+                auto_refresh_token=False,
+                persist_session=False,
+            ),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SupabaseJobStore:
+        if not settings.uses_supabase:
+            raise ValueError("SUPABASE_URL and SUPABASE_KEY must both be set for the Supabase store")
+        return cls(
+            settings.supabase_url,
+            settings.supabase_key.get_secret_value(),
+            timeout_s=settings.supabase_timeout_s,
+        )
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    # --- calling PostgREST ------------------------------------------------------------------------------------
+
+    def _table(self, name: str):
+        return self.client.table(name)
+
+    def _call(
+        self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool, job_id: str | None = None
+    ) -> APIResponse:
+        attempts = self._max_attempts if idempotent else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                try:
+                    return request()
+                except APIError as error:
+                    if _is_transient_code(error.code):
+                        raise TransientApiError(error) from error
+                    raise
+            except TRANSIENT_ERRORS as error:
+                if attempt >= attempts:
+                    raise StoreUnavailable(f"the job store is unavailable while {doing}: {error!s}") from error
+                time.sleep(self._backoff_s * 2 ** (attempt - 1))
+            except APIError as error:
+                raise _domain_error(error, doing, job_id) from error
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    # --- jobs -------------------------------------------------------------------------------------------------
+
+    def create(self, job: Job) -> Job:
+        row = {field: _column_value(field, getattr(job, field)) for field in _JOB_FIELDS}
+        response = self._call(
+            f"creating job {job.id}", lambda: self._table("jobs").insert(row).execute(), idempotent=False
+        )
+        return _row_to_job(response.data[0])
+
+    def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
+        def request() -> APIResponse:
+            query = self._table("jobs").select("*").eq("id", job_id)
+            if user_id is not None:
+                query = query.eq("user_id", user_id)
+            return query.limit(1).execute()
+
+        rows = self._call(f"reading job {job_id}", request, idempotent=True).data
+        return _row_to_job(rows[0]) if rows else None
+
+    def list(
+        self, *, user_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        if limit < 1:
+            raise InvalidRequest("limit must be at least 1")
+        limit = min(limit, MAX_ROWS_PER_REQUEST - 1)
+
+        def base():
+            query = self._table("jobs").select("*").eq("user_id", user_id)
+            if status is not None:
+                query = query.eq("status", JobStatus(status).value)
+            return query
+
+        rows: list[dict[str, Any]] = []
+        if cursor is None:
+            rows = self._call(
+                "listing jobs",
+                lambda: base().order("created_at", desc=True).order("id", desc=True).limit(limit + 1).execute(),
+                idempotent=True,
+            ).data
+        else:
+            after_created, after_id = decode_cursor(cursor)
+            after_text = format_time(after_created)
+            # (created_at, id) < (after_created, after_id), without `or=`: first the rest of the same instant...
+            rows = self._call(
+                "listing jobs",
+                lambda: (
+                    base()
+                    .eq("created_at", after_text)
+                    .lt("id", after_id)
+                    .order("id", desc=True)
+                    .limit(limit + 1)
+                    .execute()
+                ),
+                idempotent=True,
+            ).data
+            if len(rows) <= limit:  # ...then strictly older instants
+                rows += self._call(
+                    "listing jobs",
+                    lambda: (
+                        base()
+                        .lt("created_at", after_text)
+                        .order("created_at", desc=True)
+                        .order("id", desc=True)
+                        .limit(limit + 1 - len(rows))
+                        .execute()
+                    ),
+                    idempotent=True,
+                ).data
+        jobs = [_row_to_job(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(rows) > limit else None
+        return Page(data=jobs, next_cursor=next_cursor)
+
+    def update(
+        self,
+        job_id: str,
+        changes: JobChanges,
+        *,
+        expected: Collection[JobStatus],
+        expected_attempt: int | None = None,
+    ) -> Job | None:
+        expected_values = _statuses(expected)
+        if not expected_values:
+            return None
+        values: dict[str, Any] = {"updated_at": format_time(utcnow())}
+        for field in sorted(changes.model_fields_set):
+            value = getattr(changes, field)
+            if field in ("status", "attempt") and value is None:
+                continue  # not nullable on a Job; None means "leave alone"
+            values[field] = _column_value(field, value)
+
+        def request() -> APIResponse:
+            query = self._table("jobs").update(values).eq("id", job_id).in_("status", expected_values)
+            if expected_attempt is not None:
+                query = query.eq("attempt", expected_attempt)
+            return query.execute()
+
+        # a compare-and-set is not retried: a lost answer to an applied change would look like a lost race
+        rows = self._call(f"updating job {job_id}", request, idempotent=False, job_id=job_id).data
+        return _row_to_job(rows[0]) if rows else None
+
+    def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
+        values = _statuses(statuses)
+        if not values or limit < 1:
+            return []
+        rows: list[dict[str, Any]] = []
+        while len(rows) < limit:
+            size = min(limit - len(rows), MAX_ROWS_PER_REQUEST)
+            offset = len(rows)
+            chunk = self._call(
+                "finding jobs",
+                lambda size=size, offset=offset: (
+                    self._table("jobs")
+                    .select("*")
+                    .in_("status", values)
+                    .order("created_at")
+                    .order("id")
+                    .range(offset, offset + size - 1)
+                    .execute()
+                ),
+                idempotent=True,
+            ).data
+            rows += chunk
+            if len(chunk) < size:
+                break
+        return [_row_to_job(row) for row in rows]
+
+    def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int:
+        values = _statuses(statuses)
+        if not values:
+            return 0
+
+        def request() -> APIResponse:
+            query = self._table("jobs").select("id", count=CountMethod.exact, head=True).in_("status", values)
+            if user_id is not None:
+                query = query.eq("user_id", user_id)
+            return query.execute()
+
+        count = self._call("counting jobs", request, idempotent=True).count
+        if count is None:
+            raise StoreError("the job store answered a count request without a count")
+        return count
+
+    # --- events and metrics -----------------------------------------------------------------------------------
+
+    def append_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> JobEvent:
+        row = {"job_id": job_id, "at": format_time(utcnow()), "kind": kind, "message": message, "data": data or {}}
+        response = self._call(
+            f"appending an event to job {job_id}",
+            lambda: self._table("events").insert(row).execute(),
+            idempotent=False,
+            job_id=job_id,
+        )
+        return _row_to_event(response.data[0])
+
+    def list_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]:
+        events: list[JobEvent] = []
+        last = after
+        while len(events) < limit:
+            size = min(limit - len(events), MAX_ROWS_PER_REQUEST)
+            rows = self._call(
+                f"listing events of job {job_id}",
+                lambda last=last, size=size: (
+                    self._table("events")
+                    .select("*")
+                    .eq("job_id", job_id)
+                    .gt("id", last)
+                    .order("id")
+                    .limit(size)
+                    .execute()
+                ),
+                idempotent=True,
+            ).data
+            events += [_row_to_event(row) for row in rows]
+            if len(rows) < size:
+                break
+            last = events[-1].id
+        return events
+
+    def append_metrics(self, job_id: str, points: list[MetricPoint]) -> None:
+        """Upsert the points; a (name, step) reported again (a resumed attempt) replaces the earlier value. An upsert
+        is idempotent, so it is retried like a read."""
+        if not points:
+            return
+        latest = {(point.name, point.step): point.value for point in points}  # one row per key in one statement
+        rows = [
+            {"job_id": job_id, "name": name, "step": step, "value": _metric_value(value)}
+            for (name, step), value in latest.items()
+        ]
+        for start in range(0, len(rows), MAX_ROWS_PER_REQUEST):
+            chunk = rows[start : start + MAX_ROWS_PER_REQUEST]
+            self._call(
+                f"appending metrics to job {job_id}",
+                lambda chunk=chunk: (
+                    self._table("metrics")
+                    .upsert(chunk, on_conflict="job_id,name,step", returning=ReturnMethod.minimal)
+                    .execute()
+                ),
+                idempotent=True,
+                job_id=job_id,
+            )
+
+    def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
+        # Offset paging: rows are only ever added, so a concurrent append can shift a row into the next page (seen
+        # twice, deduplicated by the dict) but never out of it.
+        values: dict[tuple[str, int], float] = {}
+        offset = 0
+        while True:
+            rows = self._call(
+                f"listing metrics of job {job_id}",
+                lambda offset=offset: (
+                    self._table("metrics")
+                    .select("name,step,value")
+                    .eq("job_id", job_id)
+                    .order("name")
+                    .order("step")
+                    .range(offset, offset + MAX_ROWS_PER_REQUEST - 1)
+                    .execute()
+                ),
+                idempotent=True,
+            ).data
+            for row in rows:
+                values[(row["name"], row["step"])] = float(row["value"])
+            if len(rows) < MAX_ROWS_PER_REQUEST:
+                break
+            offset += len(rows)
+        series: dict[str, list[tuple[int, float]]] = {}
+        for (name, step), value in sorted(values.items()):
+            series.setdefault(name, []).append((step, value))
+        return series
+
+    # --- idempotency keys -------------------------------------------------------------------------------------
+
+    def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
+        row = {
+            "user_id": user_id,
+            "key": key,
+            "request_hash": request_hash,
+            "job_id": job_id,
+            "created_at": format_time(utcnow()),
+        }
+        # insert ... on conflict do nothing: the first writer wins, and retrying it changes nothing
+        self._call(
+            "remembering an idempotency key",
+            lambda: (
+                self._table("idempotency_keys")
+                .upsert(row, on_conflict="user_id,key", ignore_duplicates=True, returning=ReturnMethod.minimal)
+                .execute()
+            ),
+            idempotent=True,
+        )
+        rows = self._call(
+            "reading an idempotency key",
+            lambda: (
+                self._table("idempotency_keys")
+                .select("request_hash,job_id")
+                .eq("user_id", user_id)
+                .eq("key", key)
+                .limit(1)
+                .execute()
+            ),
+            idempotent=True,
+        ).data
+        if not rows:
+            raise StoreError("an idempotency key vanished right after it was stored")
+        return rows[0]["request_hash"], rows[0]["job_id"]
+
+    def forget_idempotency_keys(self, older_than: datetime) -> int:
+        # a retried delete deletes nothing more; the count it reports is then the retry's (a lower bound)
+        response = self._call(
+            "forgetting idempotency keys",
+            lambda: (
+                self._table("idempotency_keys")
+                .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
+                .lt("created_at", format_time(older_than))
+                .execute()
+            ),
+            idempotent=True,
+        )
+        return response.count or 0
