@@ -1,0 +1,153 @@
+"""The sweep: the reconciler that makes every accepted job end somewhere truthful.
+
+- Outbox: a queued job whose message was never sent (enqueued_at null) is sent now. A queued job whose message went
+  out long ago (`resend_after_s`) while there is free capacity is sent again: its message may have dead-lettered. A
+  second message for the same job is harmless (the drain claims once).
+- Lost workers: a starting or running job with no sign of life for `heartbeat_stale_s` (heartbeat, or its last write
+  while starting) is checked with the launcher. Alive → left alone. Ended, or no handle → requeued (running/starting →
+  queued; the next claim increments the attempt and the worker resumes from the job's last checkpoint), unless this
+  was its `max_attempts`-th lost worker: then failed worker_lost. Can't tell → asked again next sweep.
+- Timeouts, as a backstop for a worker that cannot enforce its own: a running job past compute.timeout_minutes plus
+  `heartbeat_stale_s` fails with timeout and its compute is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from robotrain.jobs.models import ErrorCode, Job, JobError, JobStatus, utcnow
+from robotrain.jobs.service import TRANSIENT_LAUNCHER_ERRORS, apply_transition, enqueue, stop_compute
+from robotrain.wiring import Components
+
+log = logging.getLogger(__name__)
+
+# Status-event reasons that count as a lost worker towards max_attempts.
+LOST_REASONS = frozenset({"worker_lost", "preempted"})
+_EVENT_PAGE = 500
+
+
+@dataclass
+class SweepReport:
+    resent: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    alive: list[str] = field(default_factory=list)  # stale but their worker still runs
+
+
+def lost_workers(components: Components, job_id: str) -> int:
+    """How many times this job was requeued because its worker was lost (from its status events)."""
+    count, after = 0, 0
+    while True:
+        events = components.store.list_events(job_id, after=after, limit=_EVENT_PAGE)
+        for event in events:
+            if event.kind == "status" and event.data.get("reason") in LOST_REASONS:
+                count += 1
+        if len(events) < _EVENT_PAGE:
+            return count
+        after = events[-1].id
+
+
+class Sweeper:
+    def __init__(
+        self,
+        components: Components,
+        *,
+        resend_after_s: float | None = None,
+        unsent_grace_s: float = 5.0,
+        batch: int = 500,
+    ):
+        self._c = components
+        self._settings = components.settings
+        s = self._settings
+        # Long enough that a message still in its launch backoff or visibility timeout is not duplicated needlessly.
+        self._resend_after = timedelta(
+            seconds=resend_after_s
+            if resend_after_s is not None
+            else s.queue_visibility_timeout_s * s.queue_max_receives + s.heartbeat_stale_s
+        )
+        # A job created this recently may still be in the middle of its own submit's send.
+        self._unsent_grace = timedelta(seconds=unsent_grace_s)
+        self._batch = batch
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        self._resend_unsent(report)
+        self._recover_stale(report)
+        return report
+
+    def _resend_unsent(self, report: SweepReport) -> None:
+        now = utcnow()
+        store = self._c.store
+        has_capacity = store.count(statuses=JobStatus.active()) < self._settings.max_concurrent_jobs
+        for job in store.find(statuses={JobStatus.QUEUED}, limit=self._batch):
+            if job.enqueued_at is None:
+                due = now - job.updated_at >= self._unsent_grace
+            else:
+                due = has_capacity and now - job.enqueued_at >= self._resend_after
+            if due:
+                sent = enqueue(self._c, job)
+                if sent.enqueued_at is not None and sent.enqueued_at != job.enqueued_at:
+                    report.resent.append(job.id)
+
+    def _recover_stale(self, report: SweepReport) -> None:
+        now = utcnow()
+        stale_after = timedelta(seconds=self._settings.heartbeat_stale_s)
+        for job in self._c.store.find(statuses=JobStatus.active(), limit=self._batch):
+            if self._past_timeout(job, now):
+                self._fail_timeout(job, report)
+                continue
+            last_sign = job.heartbeat_at if job.status is JobStatus.RUNNING and job.heartbeat_at else job.updated_at
+            if now - last_sign < stale_after:
+                continue
+            alive = self._is_alive(job)
+            if alive is True:
+                report.alive.append(job.id)
+            elif alive is None:
+                log.warning("%s looks stale but its launcher cannot tell whether it runs; asking again later", job.id)
+            else:
+                self._worker_lost(job, report)
+
+    def _past_timeout(self, job: Job, now) -> bool:
+        if job.status is not JobStatus.RUNNING or job.started_at is None:
+            return False
+        timeout_min = (job.spec.get("compute") or {}).get("timeout_minutes", 60)
+        limit = timedelta(minutes=timeout_min, seconds=self._settings.heartbeat_stale_s)
+        return now - job.started_at > limit
+
+    def _fail_timeout(self, job: Job, report: SweepReport) -> None:
+        timeout_min = (job.spec.get("compute") or {}).get("timeout_minutes", 60)
+        error = JobError(code=ErrorCode.TIMEOUT, message=f"the job ran past compute.timeout_minutes ({timeout_min})")
+        if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
+            report.failed.append(job.id)
+            stop_compute(self._c, job.launch_handle)
+
+    def _is_alive(self, job: Job) -> bool | None:
+        if not job.launch_handle:
+            return False  # never launched, or the drain died before recording the handle
+        try:
+            return self._c.launcher.is_alive(job.launch_handle)
+        except TRANSIENT_LAUNCHER_ERRORS as exc:
+            log.warning("cannot ask about the worker of %s: %s", job.id, exc)
+            return None
+
+    def _worker_lost(self, job: Job, report: SweepReport) -> None:
+        lost = lost_workers(self._c, job.id) + 1
+        if lost >= self._settings.max_attempts:
+            error = JobError(
+                code=ErrorCode.WORKER_LOST,
+                message=f"the worker stopped without finishing the job, {lost} times (attempt {job.attempt})",
+            )
+            if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
+                report.failed.append(job.id)
+                stop_compute(self._c, job.launch_handle)
+            return
+        requeued = apply_transition(
+            self._c.store, job, JobStatus.QUEUED, reason="worker_lost", launch_handle=None, enqueued_at=None
+        )
+        if requeued is None:
+            return  # it moved on meanwhile (finished, cancelled, or its heartbeat came back)
+        log.warning("worker of %s attempt %d was lost; requeued", job.id, job.attempt)
+        report.requeued.append(job.id)
+        enqueue(self._c, requeued)

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from robotrain.dispatch.drain import Drainer, parse_message
+from robotrain.errors import LaunchError, StoreUnavailable
+from robotrain.jobs.models import Job, JobStatus
+from robotrain.jobs.service import JobService, apply_transition, job_message
+from robotrain.wiring import Components
+from tests.robotrain.dispatch.fakes import FakeLauncher, fast_spec, make_components
+
+S = JobStatus
+
+
+def setup(tmp_path: Path, **settings) -> tuple[Components, JobService, Drainer, FakeLauncher]:
+    launcher = FakeLauncher()
+    components = make_components(tmp_path, launcher, **settings)
+    return components, JobService(components), Drainer(components, launch_backoff_base_s=0), launcher
+
+
+def queue_depth(components: Components) -> int:
+    return components.queue.approximate_depth() + components.queue.approximate_in_flight()
+
+
+def test_a_queued_job_is_claimed_launched_and_its_message_deleted(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    report = drainer.drain_once()
+    assert report.launched == [job.id]
+    assert launcher.launched == [(job.id, 1)]
+    stored = components.store.get(job.id)
+    assert (stored.status, stored.attempt, stored.launch_handle) == (S.STARTING, 1, f"fake:{job.id}:1")
+    assert queue_depth(components) == 0
+
+
+def test_duplicate_messages_lead_to_one_claim(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5)
+    job = service.submit("alice", fast_spec())
+    components.queue.send(job_message(job.id))
+    components.queue.send(job_message(job.id))
+    report = drainer.drain_once()
+    assert launcher.launched == [(job.id, 1)]
+    assert report.skipped == 2 and report.launched == [job.id]
+    assert queue_depth(components) == 0
+    assert components.store.get(job.id).attempt == 1
+
+
+def test_a_job_cancelled_before_it_is_claimed_stays_cancelled_and_its_message_goes(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    service.cancel("alice", job.id)
+    report = drainer.drain_once()
+    assert launcher.launched == [] and report.skipped == 1
+    assert components.store.get(job.id).status is S.CANCELLED
+    assert queue_depth(components) == 0
+
+
+def test_a_failed_launch_puts_the_job_back_and_it_is_retried_later(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+    launcher.failures.append(LaunchError("no capacity"))
+    job = service.submit("alice", fast_spec())
+    first = drainer.drain_once()
+    assert first.launch_failures == 1 and first.launched == []
+    back = components.store.get(job.id)
+    assert (back.status, back.attempt, back.launch_handle) == (S.QUEUED, 1, None)
+    assert queue_depth(components) == 1  # the message stays, hidden for its backoff (0 s here)
+    second = drainer.drain_once()
+    assert second.launched == [job.id]
+    assert launcher.launched == [(job.id, 2)]
+    assert components.store.get(job.id).status is S.STARTING
+    reasons = [e.message for e in service.events("alice", job.id) if e.kind == "status"]
+    assert reasons[:3] == ["queued", "starting", "queued: launch failed (LaunchError: no capacity)"]
+
+
+def test_launch_backoff_grows_exponentially_and_is_capped(tmp_path: Path) -> None:
+    components = make_components(tmp_path)
+    drainer = Drainer(components, launch_backoff_base_s=2, launch_backoff_max_s=20)
+    assert [drainer.launch_backoff_s(n) for n in (1, 2, 3, 4, 5)] == [2, 4, 8, 16, 20]
+
+
+def test_a_job_whose_launch_keeps_failing_ends_failed_after_n_tries(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, queue_max_receives=3)
+    launcher.failures.extend(OSError("fork failed") for _ in range(5))
+    job = service.submit("alice", fast_spec())
+    for _ in range(3):
+        drainer.drain_once()
+    failed = components.store.get(job.id)
+    assert failed.status is S.FAILED and failed.error.code == "launch_failed"
+    assert "after 3 tries" in failed.error.message and "fork failed" in failed.error.message
+    assert queue_depth(components) == 0 and components.queue.dead_letters() == []
+    assert len(launcher.failures) == 2 and launcher.launched == []
+
+
+def test_an_unclassified_launch_error_fails_the_job_without_retrying(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+    launcher.failures.extend([TypeError("launch() got an unexpected keyword"), LaunchError("unused")])
+    job = service.submit("alice", fast_spec())
+    report = drainer.drain_once()
+    assert report.failed == [job.id]
+    failed = components.store.get(job.id)
+    assert failed.status is S.FAILED and failed.error.code == "launch_failed"
+    assert "TypeError" in failed.error.message
+    assert len(launcher.failures) == 1  # not retried
+    assert queue_depth(components) == 0
+
+
+def finish(components: Components, job_id: str) -> None:
+    job = components.store.get(job_id)
+    running = apply_transition(components.store, job, S.RUNNING)
+    apply_transition(components.store, running, S.SUCCEEDED, result={})
+
+
+def test_the_concurrency_cap_holds_and_waiting_jobs_keep_their_deliveries(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=2)
+    jobs = [service.submit("alice", fast_spec()) for _ in range(3)]
+    report = drainer.drain_once()
+    assert report.launched == [jobs[0].id, jobs[1].id]
+    assert drainer.drain_once().at_capacity
+    assert components.store.get(jobs[2].id).status is S.QUEUED
+    # The waiting message was never received, so it cannot drift towards the dead-letter queue.
+    waiting = components.queue.receive(max_messages=10, visibility_timeout=0)
+    assert [m.receive_count for m in waiting] == [1]
+    finish(components, jobs[0].id)
+    assert drainer.drain_once().launched == [jobs[2].id]
+
+
+def test_the_per_user_cap_defers_only_that_users_jobs(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1)
+    alice = [service.submit("alice", fast_spec()) for _ in range(2)]
+    bob = service.submit("bob", fast_spec())
+    report = drainer.drain_once()
+    assert sorted(report.launched) == sorted([alice[0].id, bob.id])
+    assert report.deferred == 1
+    assert components.store.get(alice[1].id).status is S.QUEUED
+
+
+def test_malformed_and_orphan_messages_are_deleted_and_the_drain_goes_on(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+    for body in ("not json", '{"job_id": 5}', "[1, 2]", '{"job_id": "../etc"}'):
+        components.queue.send(body)
+    components.queue.send(job_message("job_00000000000000000000000000"))
+    job = service.submit("alice", fast_spec())
+    report = drainer.drain_once()
+    assert report.poison == 4 and report.skipped == 1
+    assert report.launched == [job.id]
+    assert queue_depth(components) == 0
+
+
+def test_parse_message_accepts_only_what_the_service_sends() -> None:
+    assert parse_message(job_message("job_01hzzzzzzzzzzzzzzzzzzzzzzz")) == "job_01hzzzzzzzzzzzzzzzzzzzzzzz"
+    assert parse_message('{"job_id": "job_x"}') is None
+    assert parse_message("\udcff") is None
+
+
+def test_a_job_cancelled_while_it_launches_has_its_worker_stopped(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+
+    class CancelDuringLaunch(FakeLauncher):
+        def launch(self, job: Job) -> str:
+            handle = super().launch(job)
+            service.cancel(job.user_id, job.id)
+            return handle
+
+    components.launcher = racing = CancelDuringLaunch()
+    drainer = Drainer(components)
+    job = service.submit("alice", fast_spec())
+    report = drainer.drain_once()
+    assert report.launched == []
+    assert racing.cancelled == [f"fake:{job.id}:1"]
+    assert components.store.get(job.id).status is S.CANCELLED
+    assert queue_depth(components) == 0
+
+
+class StoreDownOnGet:
+    def __init__(self, store):
+        self._store = store
+
+    def get(self, job_id, *, user_id=None):
+        raise StoreUnavailable("store down")
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_store_outage_ends_the_drain_and_leaves_the_messages(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    real_store = components.store
+    components.store = StoreDownOnGet(real_store)
+    report = drainer.drain_once()
+    assert report.launched == [] and report.deferred == 1
+    assert queue_depth(components) == 1  # back after its visibility timeout
+    components.store = real_store
+    assert real_store.get(job.id).status is S.QUEUED
+
+
+def test_with_one_delivery_allowed_the_first_launch_error_is_final(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, queue_max_receives=1)
+    launcher.failures.append(LaunchError("down"))
+    job = service.submit("alice", fast_spec())
+    drainer.drain_once()
+    assert components.store.get(job.id).status is S.FAILED
