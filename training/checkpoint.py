@@ -95,7 +95,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n")  # key order matters: features concatenate in it
 
 
 def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:

@@ -48,7 +48,6 @@ from training.policies.base import Policy
 from training.reporter import NullReporter, Reporter
 from training.spec import TrainSpec
 
-DEFAULT_CACHE_DIR = Path("~/.cache/robotrain/datasets")
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 # val/loss is the mean over at most this many batches drawn (with a fixed seed) from the held-out episodes.
@@ -227,8 +226,7 @@ class _Run:
     def setup(self) -> None:
         spec = self.spec
         self.device = resolve_device(spec.training.device)
-        cache_dir = (self.cache_dir or DEFAULT_CACHE_DIR).expanduser()
-        self.dataset = load_dataset(spec.dataset.uri, cache_dir)
+        self.dataset = load_dataset(spec.dataset.uri, self.cache_dir)  # None: ~/.cache/robotrain/datasets
         self.features = self.dataset.policy_features()
         if spec.eval.env is not None:
             check_eval_env(spec.eval.env, self.features)

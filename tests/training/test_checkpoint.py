@@ -62,6 +62,7 @@ def test_load_policy_accepts_each_path_form(tmp_path, policy, form):
     path = {"run_dir": tmp_path, "checkpoint_dir": newest, "pretrained_dir": newest / "pretrained_model"}[form]
     loaded = load_policy(path)
     assert not loaded.training
+    assert list(loaded.features.observation) == list(policy.features.observation)  # concatenation order
     for name, value in policy.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
 
