@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from robotrain.dispatch.drain import Drainer
+from robotrain.dispatch.sweep import Sweeper
+from robotrain.errors import QueueUnavailable
+from robotrain.jobs.models import JobChanges, JobStatus, utcnow
+from robotrain.jobs.service import JobService, apply_transition
+from robotrain.wiring import Components
+from tests.robotrain.dispatch.fakes import FakeLauncher, fast_spec, make_components
+
+S = JobStatus
+STALE_S = 0.2
+
+
+def setup(tmp_path: Path, **settings):
+    launcher = FakeLauncher()
+    values = {"heartbeat_stale_s": STALE_S, "max_attempts": 3, **settings}
+    components = make_components(tmp_path, launcher, **values)
+    service = JobService(components)
+    return components, service, Drainer(components), Sweeper(components, unsent_grace_s=0), launcher
+
+
+def start_running(components: Components, drainer: Drainer, job_id: str):
+    assert drainer.drain_once().launched == [job_id]
+    return apply_transition(components.store, components.store.get(job_id), S.RUNNING)
+
+
+class DownQueue:
+    def __init__(self, queue):
+        self._queue = queue
+
+    def send(self, body: str) -> str:
+        raise QueueUnavailable("down")
+
+    def __getattr__(self, name):
+        return getattr(self._queue, name)
+
+
+def test_a_job_whose_message_was_never_sent_is_sent_by_the_sweep(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path)
+    real_queue = components.queue
+    components.queue = DownQueue(real_queue)
+    job = service.submit("alice", fast_spec())
+    assert sweeper.sweep().resent == []  # still down: nothing sent, nothing lost
+    components.queue = real_queue
+    assert sweeper.sweep().resent == [job.id]
+    assert components.store.get(job.id).enqueued_at is not None
+    assert drainer.drain_once().launched == [job.id]
+
+
+def test_a_job_enqueued_long_ago_is_resent_only_when_there_is_room(tmp_path: Path) -> None:
+    components, service, drainer, _, launcher = setup(tmp_path)
+    sweeper = Sweeper(components, resend_after_s=0.1, unsent_grace_s=0)
+    job = service.submit("alice", fast_spec())
+    components.queue.receive(max_messages=10, visibility_timeout=600)  # its message is lost in flight
+    assert sweeper.sweep().resent == []  # not yet long enough
+    time.sleep(0.15)
+    assert sweeper.sweep().resent == [job.id]
+    assert drainer.drain_once().launched == [job.id]
+
+
+def test_a_fresh_running_job_is_left_alone(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path, heartbeat_stale_s=60)
+    job = service.submit("alice", fast_spec())
+    start_running(components, drainer, job.id)
+    report = sweeper.sweep()
+    assert report.requeued == report.failed == report.alive == []
+
+
+def test_a_stale_job_whose_worker_is_alive_is_left_alone(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    start_running(components, drainer, job.id)
+    time.sleep(STALE_S + 0.05)
+    assert sweeper.sweep().alive == [job.id]
+    assert components.store.get(job.id).status is S.RUNNING
+
+
+def test_a_lost_worker_is_requeued_and_the_next_claim_gets_a_new_attempt(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    running = start_running(components, drainer, job.id)
+    launcher.alive[running.launch_handle] = False
+    time.sleep(STALE_S + 0.05)
+    assert sweeper.sweep().requeued == [job.id]
+    requeued = components.store.get(job.id)
+    assert (requeued.status, requeued.attempt, requeued.launch_handle) == (S.QUEUED, 1, None)
+    assert requeued.enqueued_at is not None
+    assert drainer.drain_once().launched == [job.id]
+    assert launcher.launched[-1] == (job.id, 2)
+
+
+def test_a_starting_job_without_a_handle_is_requeued_when_stale(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    apply_transition(components.store, job, S.STARTING)  # the drain died before launching
+    time.sleep(STALE_S + 0.05)
+    assert sweeper.sweep().requeued == [job.id]
+    assert components.store.get(job.id).status is S.QUEUED
+
+
+def test_after_max_attempts_lost_workers_the_job_fails_worker_lost(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path, max_attempts=2)
+    job = service.submit("alice", fast_spec())
+    for attempt in (1, 2):
+        running = start_running(components, drainer, job.id)
+        assert running.attempt == attempt
+        launcher.alive[running.launch_handle] = False
+        time.sleep(STALE_S + 0.05)
+        sweeper.sweep()
+    failed = components.store.get(job.id)
+    assert failed.status is S.FAILED and failed.error.code == "worker_lost"
+    assert "2 times" in failed.error.message
+
+
+def test_a_running_job_past_its_timeout_is_failed_and_its_compute_stopped(tmp_path: Path) -> None:
+    components, service, drainer, sweeper, launcher = setup(tmp_path, heartbeat_stale_s=60)
+    job = service.submit("alice", fast_spec(compute={"timeout_minutes": 1}))
+    running = start_running(components, drainer, job.id)
+    components.store.update(job.id, JobChanges(started_at=utcnow() - timedelta(minutes=3)), expected={S.RUNNING})
+    assert sweeper.sweep().failed == [job.id]
+    failed = components.store.get(job.id)
+    assert failed.status is S.FAILED and failed.error.code == "timeout"
+    assert launcher.cancelled == [running.launch_handle]
