@@ -3,6 +3,7 @@ dispatch loop is off: nothing trains here; tests that need a job to move drive t
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +28,21 @@ VALID_SPEC = {
 }
 
 
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One minted key pair for the session: RSA key generation costs up to a second on a busy CPU."""
+    data_dir = tmp_path_factory.mktemp("keys")
+    LocalKeys(data_dir).kid  # noqa: B018 - first use writes the key
+    return data_dir / "keys"
+
+
+def seed_keys(key_dir: Path, data_dir: Path) -> None:
+    shutil.copytree(key_dir, data_dir / "keys")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, key_dir: Path) -> Settings:
+    seed_keys(key_dir, tmp_path / "data")
     return Settings(data_dir=tmp_path / "data", internal_token=INTERNAL_TOKEN)
 
 

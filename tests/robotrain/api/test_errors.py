@@ -12,6 +12,7 @@ from robotrain.api.app import create_app
 from robotrain.errors import AuthUnavailable
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
+from tests.robotrain.api.conftest import seed_keys
 
 
 class ExplodingVerifier:
@@ -26,7 +27,10 @@ class UnreachableVerifier:
         raise AuthUnavailable("the identity provider cannot be reached")
 
 
-def test_unexpected_exception_is_an_opaque_500_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_exception_is_an_opaque_500_and_logged(
+    tmp_path: Path, key_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path)
     app = create_app(
         settings, components=build_components(settings), verifier=ExplodingVerifier(), start_dispatch=False
@@ -39,7 +43,8 @@ def test_unexpected_exception_is_an_opaque_500_and_logged(tmp_path: Path, caplog
     assert any("secret internal detail" in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
 
 
-def test_unreachable_identity_provider_is_503(tmp_path: Path) -> None:
+def test_unreachable_identity_provider_is_503(tmp_path: Path, key_dir: Path) -> None:
+    seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path)
     app = create_app(
         settings, components=build_components(settings), verifier=UnreachableVerifier(), start_dispatch=False

@@ -10,7 +10,7 @@ from robotrain.api.app import create_app
 from robotrain.auth.local_keys import LocalKeys
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
-from tests.robotrain.api.conftest import VALID_SPEC
+from tests.robotrain.api.conftest import VALID_SPEC, seed_keys
 from tests.robotrain.api.test_routes import assert_error
 
 
@@ -49,7 +49,8 @@ def test_internal_route_errors(client: TestClient, alice: dict[str, str], intern
     assert client.get(f"/jobs/{job_id}", headers=alice).json()["status"] == "queued"
 
 
-def test_without_an_internal_token_the_route_refuses_everyone(tmp_path: Path) -> None:
+def test_without_an_internal_token_the_route_refuses_everyone(tmp_path: Path, key_dir: Path) -> None:
+    seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path)
     app = create_app(settings, components=build_components(settings), start_dispatch=False)
     alice = {"Authorization": f"Bearer {LocalKeys(tmp_path).mint('alice')}"}
