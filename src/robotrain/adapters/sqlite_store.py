@@ -205,7 +205,7 @@ class SqliteDatabase:
         self._what = what
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[int, sqlite3.Connection]] = []  # (opening pid, connection)
         self._connections_lock = threading.Lock()
         with self.errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +230,7 @@ class SqliteDatabase:
             self._local.conn = conn
             self._local.pid = os.getpid()
             with self._connections_lock:
-                self._connections.append(conn)
+                self._connections.append((os.getpid(), conn))
         return conn
 
     @contextmanager
@@ -288,11 +288,13 @@ class SqliteDatabase:
                 )
 
     def close(self) -> None:
-        """Close every connection this object opened (in any thread)."""
+        """Close every connection this object opened in this process (in any thread). Connections inherited
+        through fork belong to the parent and are left alone: closing them here could disturb its locks."""
         with self._connections_lock:
             connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        for pid, conn in connections:
+            if pid == os.getpid():
+                conn.close()
         self._local = threading.local()
 
 

@@ -136,3 +136,20 @@ def test_a_cursor_round_trips() -> None:
         "2026-01-02T03:04:05.678901Z",
         "job_x",
     )
+
+
+def _cancel_in_forked_child(store: SqliteJobStore, job_id: str) -> None:
+    cancelled = store.update(job_id, JobChanges(status=JobStatus.CANCELLED), expected={JobStatus.QUEUED})
+    store.close()
+    raise SystemExit(0 if cancelled is not None else 3)
+
+
+def test_a_store_opened_before_fork_works_in_the_child_and_the_parent(db_path: Path) -> None:
+    store = SqliteJobStore(db_path)
+    job = store.create(make_job())
+    child = multiprocessing.get_context("fork").Process(target=_cancel_in_forked_child, args=(store, job.id))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert store.get(job.id).status == JobStatus.CANCELLED  # the parent's connection was not disturbed
+    store.close()
