@@ -1,4 +1,33 @@
 #!/usr/bin/env bash
-# Starts what the test suite needs that the tests cannot start themselves. (moto is started by the tests.)
+# Checks (and where needed prepares) what the test suite needs that the tests cannot start themselves.
+# - moto: started by the tests (tests/support/moto.py).
+# - PostgreSQL 15: the tests start their own throwaway cluster (initdb + pg_ctl in a temp dir, Unix socket only,
+#   stopped and deleted at the end of the session; tests/support/postgres.py). The machine's own cluster
+#   (`pg_ctlcluster 15 main`) is deliberately left alone, so no shared state leaks between runs. This script only
+#   makes sure the binaries and the `postgres` user (needed when running as root, since initdb refuses root) exist.
+# Idempotent; safe to run as root or as a normal user.
 set -euo pipefail
-echo "test services: nothing to start yet"
+
+PG_BIN=/usr/lib/postgresql/15/bin
+
+if [[ ! -x "$PG_BIN/initdb" || ! -x "$PG_BIN/pg_ctl" ]]; then
+    echo "test services: PostgreSQL 15 is not installed ($PG_BIN/initdb missing); install postgresql-15" >&2
+    exit 1
+fi
+if [[ "$(id -u)" == 0 ]]; then
+    if ! id -u postgres >/dev/null 2>&1; then
+        echo "test services: running as root needs a 'postgres' user to run initdb (install postgresql-15)" >&2
+        exit 1
+    fi
+    if ! command -v runuser >/dev/null 2>&1; then
+        echo "test services: running as root needs runuser (util-linux) to run PostgreSQL as 'postgres'" >&2
+        exit 1
+    fi
+    # the throwaway clusters live under the temp dir; postgres must be able to reach it
+    tmp="${TMPDIR:-/tmp}"
+    if ! runuser -u postgres -- test -x "$tmp"; then
+        echo "test services: the postgres user cannot enter $tmp (set TMPDIR to a world-searchable directory)" >&2
+        exit 1
+    fi
+fi
+echo "test services: PostgreSQL 15 found at $PG_BIN (tests start their own throwaway cluster); moto is started by the tests"
