@@ -557,4 +557,3 @@ def _load_stats(root: Path, frames: dict[str, np.ndarray], keys: list[str]) -> d
                 raise DatasetError(f"{path}: {key}.{name} has non-finite values")
             stats[key][name] = array
     return stats
-
