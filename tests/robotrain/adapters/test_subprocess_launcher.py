@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from robotrain.adapters.subprocess_launcher import SubprocessLauncher, parse_handle, process_start_time
+from robotrain.jobs.models import Job, JobStatus, new_job_id, utcnow
+from robotrain.settings import Settings
+
+IGNORE_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+)
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> SubprocessLauncher:
+    return SubprocessLauncher(Settings(data_dir=tmp_path / "data"), kill_grace_s=0.5)
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+    yield started
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.wait(5)
+
+
+def spawn(children: list[subprocess.Popen], code: str) -> tuple[subprocess.Popen, str]:
+    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    children.append(child)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child, f"pid:{child.pid}:{process_start_time(child.pid)}"
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_running_child_is_alive_and_an_ended_one_is_not(launcher, children) -> None:
+    child, handle = spawn(children, "import time; print('ready', flush=True); time.sleep(60)")
+    assert launcher.is_alive(handle) is True
+    child.kill()
+    assert wait_until(lambda: launcher.is_alive(handle) is False)  # a zombie counts as ended, reaped or not
+    child.wait(5)
+    assert launcher.is_alive(handle) is False
+
+
+def test_a_reused_pid_with_another_start_time_is_not_our_worker(launcher, children) -> None:
+    child, handle = spawn(children, "import time; print('ready', flush=True); time.sleep(60)")
+    pid, start = parse_handle(handle)
+    assert launcher.is_alive(f"pid:{pid}:{int(start) + 1}") is False
+
+
+def test_a_foreign_handle_cannot_be_judged(launcher) -> None:
+    assert launcher.is_alive("fc-01abc") is None
+
+
+def test_cancel_stops_the_whole_process_group(launcher, children) -> None:
+    code = (
+        "import subprocess, sys, time;"
+        "grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "print('ready', flush=True); print(grandchild.pid, flush=True); time.sleep(60)"
+    )
+    child, handle = spawn(children, code)
+    assert child.stdout is not None
+    grandchild = int(child.stdout.readline())
+    grandchild_handle = f"pid:{grandchild}:{process_start_time(grandchild)}"
+    started = time.monotonic()
+    launcher.cancel(handle)
+    assert time.monotonic() - started < 0.5  # does not wait for the process to go
+    assert wait_until(lambda: child.poll() is not None)
+    assert wait_until(lambda: launcher.is_alive(grandchild_handle) is False)
+
+
+def test_cancel_kills_a_worker_that_ignores_sigterm_after_the_grace_period(launcher, children) -> None:
+    child, handle = spawn(children, IGNORE_SIGTERM)
+    launcher.cancel(handle)
+    time.sleep(0.2)
+    assert child.poll() is None  # still in its grace period
+    assert wait_until(lambda: child.poll() is not None, timeout_s=5)
+    assert child.returncode == -9
+
+
+def test_cancel_of_an_ended_worker_does_nothing(launcher, children) -> None:
+    child, handle = spawn(children, "print('ready', flush=True)")
+    child.wait(5)
+    launcher.cancel(handle)  # must not signal whatever now has that pid
+
+
+def test_launch_runs_the_worker_module_in_its_own_group_with_a_log(tmp_path: Path, launcher) -> None:
+    now = utcnow()
+    job = Job(
+        id=new_job_id(),
+        user_id="u",
+        name="n",
+        status=JobStatus.STARTING,
+        spec={},
+        attempt=1,
+        created_at=now,
+        updated_at=now,
+    )
+    handle = launcher.launch(job)
+    pid, _ = parse_handle(handle)
+    # The job is not in the store, so the worker says so and exits 0 without training.
+    assert wait_until(lambda: launcher.is_alive(handle) is False, timeout_s=30)
+    log_text = (tmp_path / "data" / "artifacts" / job.id / "logs" / "worker-1.log").read_text()
+    assert f"no job {job.id}" in log_text
+    assert pid != 0
