@@ -1,0 +1,125 @@
+"""ModalLauncher at its seam. Modal cannot run here (no account, no network), so a fake spawnable function and fake
+FunctionCalls stand in for it; they record exactly what the launcher asks of Modal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import modal.exception
+import pytest
+
+from robotrain.adapters.modal_launcher import TIMEOUT_GRACE_S, ModalLauncher
+from robotrain.jobs.models import Job, JobStatus
+
+
+class FakeCall:
+    def __init__(self, object_id: str, outcome: BaseException | None = None):
+        self.object_id = object_id
+        self.outcome = outcome
+        self.cancelled_with: list[bool] = []
+
+    def get(self, timeout: float | None = None):
+        assert timeout == 0, "the launcher must only poll"
+        if self.outcome is not None:
+            raise self.outcome
+        return None
+
+    def cancel(self, terminate_containers: bool = False) -> None:
+        self.cancelled_with.append(terminate_containers)
+
+
+class FakeTrainFunction:
+    def __init__(self):
+        self.options: list[dict] = []
+        self.spawned: list[tuple] = []
+        self.calls: dict[str, FakeCall] = {}
+
+    def with_options(self, **options):
+        self.options.append(options)
+        return self
+
+    def spawn(self, *args):
+        self.spawned.append(args)
+        call = FakeCall(f"fc-{len(self.spawned)}")
+        self.calls[call.object_id] = call
+        return call
+
+
+def a_job(compute: dict | None = None, attempt: int = 1) -> Job:
+    now = datetime.now(UTC)
+    spec = {"policy": {"type": "mlp"}, "dataset": {"uri": "builtin://push2d"}}
+    if compute is not None:
+        spec["compute"] = compute
+    return Job(
+        id="job_abc",
+        user_id="u",
+        name="n",
+        status=JobStatus.STARTING,
+        spec=spec,
+        attempt=attempt,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@pytest.fixture
+def train() -> FakeTrainFunction:
+    return FakeTrainFunction()
+
+
+@pytest.fixture
+def launcher(train: FakeTrainFunction) -> ModalLauncher:
+    return ModalLauncher(train, default_gpu="A10G", function_call_from_id=lambda handle: train.calls[handle])
+
+
+def test_launch_spawns_the_attempt_with_the_jobs_gpu_and_timeout(launcher, train):
+    handle = launcher.launch(a_job({"gpu": "H100", "timeout_minutes": 30}, attempt=2))
+
+    assert handle == "fc-1"
+    assert train.options == [{"gpu": "H100", "timeout": 30 * 60 + TIMEOUT_GRACE_S}]
+    assert train.spawned == [("job_abc", 2)]
+
+
+def test_launch_falls_back_to_the_default_gpu_and_timeout(launcher, train):
+    launcher.launch(a_job())
+
+    assert train.options == [{"gpu": "A10G", "timeout": 60 * 60 + TIMEOUT_GRACE_S}]
+
+
+def test_a_call_that_has_not_finished_is_alive(launcher, train):
+    handle = launcher.launch(a_job())
+    train.calls[handle].outcome = TimeoutError()
+
+    assert launcher.is_alive(handle) is True
+
+
+def test_a_finished_call_is_not_alive(launcher, train):
+    handle = launcher.launch(a_job())
+
+    assert launcher.is_alive(handle) is False
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [modal.exception.OutputExpiredError("gone"), modal.exception.FunctionTimeoutError("slow"), RuntimeError("boom")],
+)
+def test_a_call_that_failed_expired_or_timed_out_is_not_alive(launcher, train, outcome):
+    handle = launcher.launch(a_job())
+    train.calls[handle].outcome = outcome
+
+    assert launcher.is_alive(handle) is False
+
+
+def test_when_modal_cannot_be_asked_liveness_is_unknown(launcher, train):
+    handle = launcher.launch(a_job())
+    train.calls[handle].outcome = modal.exception.ConnectionError("unreachable")
+
+    assert launcher.is_alive(handle) is None
+
+
+def test_cancel_terminates_the_container(launcher, train):
+    handle = launcher.launch(a_job())
+
+    launcher.cancel(handle)
+
+    assert train.calls[handle].cancelled_with == [True]
