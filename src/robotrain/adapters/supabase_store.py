@@ -134,18 +134,30 @@ def _metric_value(value: float) -> float | str:
     return value
 
 
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (a diverged loss in progress or result) as the strings PostgreSQL and pydantic read back
+    as floats; supabase-py refuses to send NaN, which is not JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _metric_value(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _column_value(field: str, value: Any) -> Any:
     """A Job / JobChanges field as the JSON its column takes."""
     if isinstance(value, datetime):
         return format_time(value)
     if field == "progress":
         # progress is never null on a Job: an explicit None resets it
-        return (value or Progress()).model_dump(mode="json")
+        return _json_safe((value or Progress()).model_dump(mode="json"))
     if field == "error":
         return None if value is None else value.model_dump(mode="json")
     if field == "status":
         return JobStatus(value).value
-    return value
+    return _json_safe(value)
 
 
 _JOB_FIELDS = tuple(Job.model_fields)
@@ -388,7 +400,13 @@ class SupabaseJobStore:
     # --- events and metrics -----------------------------------------------------------------------------------
 
     def append_event(self, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> JobEvent:
-        row = {"job_id": job_id, "at": format_time(utcnow()), "kind": kind, "message": message, "data": data or {}}
+        row = {
+            "job_id": job_id,
+            "at": format_time(utcnow()),
+            "kind": kind,
+            "message": message,
+            "data": _json_safe(data or {}),
+        }
         response = self._call(
             f"appending an event to job {job_id}",
             lambda: self._table("events").insert(row).execute(),

@@ -18,7 +18,7 @@ from robotrain.adapters.supabase_store import (
     format_time,
 )
 from robotrain.errors import InvalidRequest, StoreUnavailable
-from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint
+from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint, Progress
 from robotrain.settings import Settings
 from tests.robotrain.adapters.store_contract import JobStoreContract, at, make_job
 from tests.support import postgrest
@@ -98,6 +98,14 @@ def test_non_finite_metric_values_round_trip(store: SupabaseJobStore) -> None:
     steps, values = zip(*store.list_metrics(job.id)["loss"], strict=True)
     assert steps == (1, 2, 3)
     assert math.isnan(values[0]) and values[1] == math.inf and values[2] == -math.inf
+
+
+def test_a_diverged_loss_in_progress_round_trips(store: SupabaseJobStore) -> None:
+    job = store.create(make_job())
+    progress = Progress(step=3, total_steps=10, metrics={"loss": math.nan, "grad": math.inf})
+    updated = store.update(job.id, JobChanges(status=JobStatus.STARTING, progress=progress), expected={"queued"})
+    assert updated is not None and updated.progress.step == 3
+    assert math.isnan(updated.progress.metrics["loss"]) and updated.progress.metrics["grad"] == math.inf
 
 
 def test_every_time_field_comes_back_timezone_aware_utc(store: SupabaseJobStore) -> None:
