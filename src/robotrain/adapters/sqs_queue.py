@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -110,13 +111,25 @@ def client_config(*, max_wait_seconds: float = MAX_WAIT_SECONDS, connect_timeout
     )
 
 
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()
+
+
 def make_client(
     *, region: str, endpoint_url: str | None = None, config: Config | None = None, **credentials: str
 ) -> Any:
-    """A boto3 SQS client. Credentials come from the usual AWS chain unless passed."""
-    return boto3.session.Session().client(
-        "sqs", region_name=region, endpoint_url=endpoint_url, config=config or client_config(), **credentials
-    )
+    """A boto3 SQS client. Credentials come from the usual AWS chain unless passed.
+
+    Clients come from one shared session, which parses the SQS service model once (a new session per client costs
+    about half a second of CPU); creating clients from a session is not thread-safe, hence the lock. The clients
+    themselves are safe to share between threads."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(
+            "sqs", region_name=region, endpoint_url=endpoint_url, config=config or client_config(), **credentials
+        )
 
 
 class SqsJobQueue:
@@ -130,31 +143,27 @@ class SqsJobQueue:
         region: str,
         endpoint_url: str | None = None,
         visibility_timeout_s: int = 60,
-        wait_seconds: float = MAX_WAIT_SECONDS,
         connect_timeout_s: float = 3.0,
         max_attempts: int = 3,
         backoff_s: float = 0.2,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         client: Any | None = None,
     ):
-        """`visibility_timeout_s` applies when receive() is not given one; `wait_seconds` is the longest long poll
-        this queue will make (receive() asks for less or equal) and sizes the HTTP read timeout."""
+        """`visibility_timeout_s` applies when receive() is not given one. The HTTP read timeout is sized for the
+        longest long poll SQS allows (20 s), so any receive() wait the port allows is safe."""
         if not 0 <= visibility_timeout_s <= MAX_VISIBILITY_TIMEOUT_S:
             raise ValueError(f"visibility_timeout_s must be 0-{MAX_VISIBILITY_TIMEOUT_S}, got {visibility_timeout_s}")
-        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
-            raise ValueError(f"wait_seconds must be 0-{MAX_WAIT_SECONDS}, got {wait_seconds}")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.queue_url = queue_url
         self.visibility_timeout_s = visibility_timeout_s
-        self.wait_seconds = wait_seconds
         self.max_message_bytes = max_message_bytes
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
         self._client = client or make_client(
             region=region,
             endpoint_url=endpoint_url,
-            config=client_config(max_wait_seconds=wait_seconds, connect_timeout_s=connect_timeout_s),
+            config=client_config(connect_timeout_s=connect_timeout_s),
         )
 
     @classmethod
@@ -190,8 +199,8 @@ class SqsJobQueue:
         visibility = self.visibility_timeout_s if visibility_timeout is None else visibility_timeout
         if not 0 <= visibility <= MAX_VISIBILITY_TIMEOUT_S:
             raise ValueError(f"visibility_timeout must be 0-{MAX_VISIBILITY_TIMEOUT_S}, got {visibility}")
-        if not 0 <= wait_seconds <= self.wait_seconds:
-            raise ValueError(f"wait_seconds must be 0-{self.wait_seconds} for this queue, got {wait_seconds}")
+        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise ValueError(f"wait_seconds must be 0-{MAX_WAIT_SECONDS}, got {wait_seconds}")
         answer = self._call(
             "receive_message",
             QueueUrl=self.queue_url,

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from robotrain.adapters.sqs_queue import MAX_MESSAGE_BYTES, SqsJobQueue, create_queue_with_dlq
+from robotrain.adapters.sqs_queue import SqsJobQueue, create_queue_with_dlq
 from robotrain.errors import QueueUnavailable
-from robotrain.ports import MessageTooLarge, ReceiptHandleInvalid
+from robotrain.ports import MessageTooLarge
+from tests.robotrain.adapters.queue_contract import JobQueueContract
 from tests.support.moto import free_port
 
 REGION = "us-east-1"
@@ -35,6 +36,45 @@ def _unique_name(prefix: str = "jobs") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+class TestSqsJobQueueContract(JobQueueContract):
+    """The shared queue contract against SQS (moto). The queue's DLQ and redrive policy come from
+    create_queue_with_dlq, so `max_receives` is SQS's own maxReceiveCount."""
+
+    stale_receipt_handles_rejected = False
+    stale_receipt_handles_skip_reason = (
+        "moto accepts a stale receipt handle (it deletes the message); AWS may report success without deleting "
+        "(services.md §3.4), so no SQS backend here can show the rejection"
+    )
+
+    @pytest.fixture
+    def queue(self, sqs_client, aws_env: str) -> SqsJobQueue:
+        queue_url, dlq_url = create_queue_with_dlq(
+            sqs_client,
+            _unique_name("contract"),
+            max_receive_count=self.max_receives,
+            visibility_timeout_s=self.default_visibility_timeout_s,
+        )
+        self._dead_letter_queue = SqsJobQueue(dlq_url, region=REGION, endpoint_url=aws_env)
+        return SqsJobQueue(
+            queue_url, region=REGION, endpoint_url=aws_env, visibility_timeout_s=self.default_visibility_timeout_s
+        )
+
+    @pytest.mark.skip(
+        reason="moto's receive_message checks `message.visible` and marks it received without a lock, so two "
+        "server threads can hand out the same message (seen: 31 deliveries of 30 messages); AWS standard queues are "
+        "at-least-once and may duplicate too, so the drain's compare-and-set claim, not the queue, makes it once"
+    )
+    def test_concurrent_receivers_never_get_the_same_message(self, queue: SqsJobQueue) -> None:
+        raise AssertionError("skipped")
+
+    def dead_letter_bodies(self, queue: SqsJobQueue) -> list[str]:
+        # Visibility 0 leaves the dead letters visible, so the contract may look more than once.
+        return [m.body for m in self._dead_letter_queue.receive(max_messages=10, visibility_timeout=0)]
+
+
+# --- SQS specifics beyond the contract ------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def queue_urls(sqs_client) -> tuple[str, str]:
     """A fresh queue with a DLQ after 3 receives."""
@@ -43,55 +83,14 @@ def queue_urls(sqs_client) -> tuple[str, str]:
 
 @pytest.fixture
 def queue(aws_env: str, queue_urls: tuple[str, str]) -> SqsJobQueue:
-    return SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=aws_env, visibility_timeout_s=1, wait_seconds=5)
+    return SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=aws_env, visibility_timeout_s=1)
 
 
-def _dlq(aws_env: str, queue_urls: tuple[str, str]) -> SqsJobQueue:
-    return SqsJobQueue(queue_urls[1], region=REGION, endpoint_url=aws_env, visibility_timeout_s=1, wait_seconds=5)
-
-
-# --- the JobQueue behaviour ---------------------------------------------------------------------------------------
-
-
-def test_a_sent_message_is_received_once_with_its_body_id_and_receive_count(queue: SqsJobQueue):
-    message_id = queue.send('{"job_id": "job_1"}')
-
-    [message] = queue.receive(max_messages=10, visibility_timeout=30)
-
-    assert message.message_id == message_id
-    assert message.body == '{"job_id": "job_1"}'
-    assert message.receive_count == 1
-    assert queue.receive(max_messages=10) == []  # hidden while in flight
-
-
-def test_a_message_not_deleted_comes_back_after_the_visibility_timeout_with_a_higher_count(queue: SqsJobQueue):
-    queue.send("a")
-    [first] = queue.receive(visibility_timeout=1)
-
-    time.sleep(1.3)
-    [again] = queue.receive(visibility_timeout=30)
-
-    assert again.message_id == first.message_id
-    assert again.receive_count == 2
-    assert again.receipt_handle != first.receipt_handle
-
-
-def test_receive_takes_up_to_ten_messages_in_one_call(queue: SqsJobQueue):
+def test_delete_removes_more_than_ten_messages_in_chunks_of_ten(queue: SqsJobQueue):
     for i in range(12):
         queue.send(f"m{i}")
-
-    batch = queue.receive(max_messages=10, visibility_timeout=30)
-
-    assert len(batch) == 10
-    assert len({m.message_id for m in batch}) == 10
-
-
-def test_delete_removes_messages_in_chunks_of_ten(queue: SqsJobQueue):
-    for i in range(12):
-        queue.send(f"m{i}")
-    received = queue.receive(max_messages=10, visibility_timeout=1) + queue.receive(
-        max_messages=10, visibility_timeout=1
-    )
+    received = queue.receive(max_messages=10, visibility_timeout=1)
+    received += queue.receive(max_messages=10, visibility_timeout=1)
     assert len(received) == 12
 
     assert queue.delete([m.receipt_handle for m in received]) == []
@@ -101,54 +100,17 @@ def test_delete_removes_messages_in_chunks_of_ten(queue: SqsJobQueue):
     assert queue.approximate_depth() == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
-def test_a_batch_delete_with_a_bad_handle_reports_it_and_still_deletes_the_others(queue: SqsJobQueue):
-    queue.send("a")
-    queue.send("b")
-    good = [m.receipt_handle for m in queue.receive(max_messages=10, visibility_timeout=1)]
-    assert len(good) == 2
+def test_a_bad_handle_in_the_second_chunk_is_reported_with_its_own_value(queue: SqsJobQueue):
+    for i in range(10):
+        queue.send(f"m{i}")
+    handles = [m.receipt_handle for m in queue.receive(max_messages=10, visibility_timeout=30)]
+    assert len(handles) == 10
 
-    failed = queue.delete([good[0], "not-a-receipt-handle", good[1]])
-
-    assert failed == ["not-a-receipt-handle"]
-    time.sleep(1.3)
-    assert queue.receive(max_messages=10) == []
+    assert queue.delete([*handles, "bad-in-chunk-two"]) == ["bad-in-chunk-two"]
+    assert queue.approximate_depth()["in_flight"] == 0
 
 
-def test_delete_of_nothing_makes_no_call_and_fails_nothing(queue: SqsJobQueue):
-    assert queue.delete([]) == []
-
-
-def test_change_visibility_to_zero_makes_the_message_visible_at_once(queue: SqsJobQueue):
-    queue.send("a")
-    [message] = queue.receive(visibility_timeout=60)
-
-    queue.change_visibility(message.receipt_handle, 0)
-
-    [again] = queue.receive(visibility_timeout=60)
-    assert again.message_id == message.message_id
-    assert again.receive_count == 2
-
-
-def test_change_visibility_extends_the_hidden_time(queue: SqsJobQueue):
-    queue.send("a")
-    [message] = queue.receive(visibility_timeout=1)
-
-    queue.change_visibility(message.receipt_handle, 5)
-
-    time.sleep(1.3)
-    assert queue.receive() == []
-
-
-def test_change_visibility_of_a_deleted_message_raises_receipt_handle_invalid(queue: SqsJobQueue):
-    queue.send("a")
-    [message] = queue.receive(visibility_timeout=30)
-    assert queue.delete([message.receipt_handle]) == []
-
-    with pytest.raises(ReceiptHandleInvalid):
-        queue.change_visibility(message.receipt_handle, 10)
-
-
-def test_a_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count(
+def test_a_poison_message_moves_to_the_dead_letter_queue_keeping_its_id(
     queue: SqsJobQueue, aws_env: str, queue_urls: tuple[str, str]
 ):
     message_id = queue.send("poison")
@@ -158,37 +120,12 @@ def test_a_poison_message_moves_to_the_dead_letter_queue_after_max_receive_count
 
     # ... and the fourth receive finds it gone from the source queue, moved to the DLQ with the same id.
     assert queue.receive(visibility_timeout=0) == []
-    [dead] = _dlq(aws_env, queue_urls).receive(visibility_timeout=30)
-    assert dead.message_id == message_id
-    assert dead.body == "poison"
-
-
-def test_long_polling_waits_for_a_message_and_returns_as_soon_as_one_arrives(queue: SqsJobQueue):
-    started = time.monotonic()
-    assert queue.receive(wait_seconds=1) == []
-    assert time.monotonic() - started >= 0.9  # it waited instead of returning at once
-
-    sender = threading.Timer(0.5, queue.send, args=("late",))
-    sender.start()
-    try:
-        started = time.monotonic()
-        [message] = queue.receive(wait_seconds=5, visibility_timeout=30)
-        elapsed = time.monotonic() - started
-    finally:
-        sender.join()
-    assert message.body == "late"
-    assert elapsed < 3.5  # it returned when the message came, not at the end of the wait
+    dlq = SqsJobQueue(queue_urls[1], region=REGION, endpoint_url=aws_env)
+    [dead] = dlq.receive(visibility_timeout=30)
+    assert (dead.message_id, dead.body) == (message_id, "poison")
 
 
 # --- size and content are checked by us (moto counts characters, not bytes) --------------------------------------
-
-
-def test_a_body_of_exactly_one_mib_in_utf8_is_accepted(queue: SqsJobQueue):
-    body = "é" * (MAX_MESSAGE_BYTES // 2)  # two bytes each: exactly 1,048,576 bytes
-    queue.send(body)
-
-    [message] = queue.receive(visibility_timeout=30)
-    assert message.body == body
 
 
 def test_a_body_over_one_mib_in_utf8_is_refused_before_sending(queue: SqsJobQueue):
@@ -202,22 +139,6 @@ def test_a_body_over_one_mib_in_utf8_is_refused_before_sending(queue: SqsJobQueu
 def test_a_body_with_characters_sqs_does_not_accept_is_refused(queue: SqsJobQueue):
     with pytest.raises(ValueError, match="does not accept"):
         queue.send("job\x00")
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"max_messages": 0},
-        {"max_messages": 11},
-        {"visibility_timeout": -1},
-        {"visibility_timeout": 43_201},
-        {"wait_seconds": 6},  # above this queue's wait_seconds=5
-        {"wait_seconds": -1},
-    ],
-)
-def test_receive_refuses_out_of_range_arguments(queue: SqsJobQueue, kwargs: dict):
-    with pytest.raises(ValueError):
-        queue.receive(**kwargs)
 
 
 def test_change_visibility_refuses_out_of_range_timeouts(queue: SqsJobQueue):
