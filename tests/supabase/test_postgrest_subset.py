@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from postgrest import APIError
-
 from supabase import Client, ClientOptions, create_client
+
 from tests.support import postgrest
 from tests.support.supabase_env import JWT_SECRET, SupabaseStack
 

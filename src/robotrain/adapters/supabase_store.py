@@ -26,11 +26,11 @@ from typing import Any
 
 import httpx
 from postgrest import APIError, APIResponse, CountMethod, ReturnMethod
+from supabase import Client, ClientOptions, create_client
 
 from robotrain.errors import AppError, InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
 from robotrain.settings import Settings
-from supabase import Client, ClientOptions, create_client
 
 # PostgREST answers at most this many rows per request on Supabase (the project's "max rows", 1000 by default).
 MAX_ROWS_PER_REQUEST = 1000
