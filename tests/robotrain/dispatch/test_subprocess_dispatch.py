@@ -1,0 +1,82 @@
+"""Dispatch with real worker processes: the SubprocessLauncher, the SQLite store and queue, real training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from robotrain.adapters.subprocess_launcher import SubprocessLauncher, parse_handle
+from robotrain.dispatch.loop import Dispatcher, DispatchLoop
+from robotrain.jobs.models import JobStatus
+from robotrain.jobs.service import JobService
+from robotrain.wiring import Components
+from tests.robotrain.dispatch.fakes import fast_spec, make_components
+
+S = JobStatus
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[Components, JobService, DispatchLoop]]:
+    components = make_components(
+        tmp_path, progress_interval_s=0.2, heartbeat_interval_s=0.3, heartbeat_stale_s=3.0, drain_interval_s=0.2
+    )
+    components.launcher = SubprocessLauncher(components.settings, kill_grace_s=5)
+    loop = DispatchLoop(Dispatcher(components), interval_s=0.2)
+    service = JobService(components, kick=loop.kick)
+    loop.start()
+    handles: list[str] = []
+    yield components, service, loop
+    loop.stop()
+    for job in components.store.find(statuses=set(S), limit=100):
+        if job.launch_handle:
+            handles.append(job.launch_handle)
+    for handle in handles:  # never leave a worker behind
+        if components.launcher.is_alive(handle):
+            os.killpg(parse_handle(handle)[0], signal.SIGKILL)
+
+
+def long_spec():
+    return fast_spec(training={**fast_spec().training.model_dump(), "steps": 100_000, "checkpoint_every": 5})
+
+
+@pytest.mark.slow  # starts a real worker (imports torch)
+def test_cancelling_a_running_job_stops_its_worker_within_seconds(stack) -> None:
+    components, service, _ = stack
+    job = service.submit("alice", long_spec())
+    assert wait_until(lambda: components.store.get(job.id).progress.step > 0, 120)
+    handle = components.store.get(job.id).launch_handle
+    assert components.launcher.is_alive(handle)
+    assert service.cancel("alice", job.id).status is S.CANCELLED
+    assert wait_until(lambda: components.launcher.is_alive(handle) is False, 15)
+    assert components.store.get(job.id).status is S.CANCELLED
+
+
+@pytest.mark.slow  # two real workers
+def test_a_worker_killed_mid_run_is_requeued_and_the_next_attempt_resumes(stack) -> None:
+    components, service, _ = stack
+    spec = fast_spec(training={**fast_spec().training.model_dump(), "steps": 40, "checkpoint_every": 5})
+    job = service.submit("alice", spec)
+    assert wait_until(lambda: (components.store.get(job.id).progress.step or 0) >= 10, 120)
+    first = components.store.get(job.id)
+    os.killpg(parse_handle(first.launch_handle)[0], signal.SIGKILL)
+    assert wait_until(lambda: components.store.get(job.id).status.is_terminal, 180)
+    done = components.store.get(job.id)
+    assert done.status is S.SUCCEEDED, done.error
+    assert done.attempt == 2
+    assert done.result["resumed_from_step"] is not None
+    reasons = [e.data.get("reason") for e in components.store.list_events(job.id) if e.kind == "status"]
+    assert "worker_lost" in reasons
