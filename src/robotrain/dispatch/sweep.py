@@ -7,6 +7,7 @@
   while starting) is checked with the launcher. Alive → left alone. Ended, or no handle → requeued (running/starting →
   queued; the next claim increments the attempt and the worker resumes from the job's last checkpoint), unless this
   was its `max_attempts`-th lost worker: then failed worker_lost. Can't tell → asked again next sweep.
+- Idempotency keys older than `idempotency_ttl_s` (24 h: what the API promises) are forgotten, at most hourly.
 - Timeouts, as a backstop for a worker that cannot enforce its own: a running job past compute.timeout_minutes plus
   `heartbeat_stale_s` fails with timeout and its compute is stopped.
 """
@@ -14,6 +15,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -34,6 +37,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     alive: list[str] = field(default_factory=list)  # stale but their worker still runs
+    forgotten_keys: int = 0
 
 
 def lost_workers(components: Components, job_id: str) -> int:
@@ -57,6 +61,7 @@ class Sweeper:
         resend_after_s: float | None = None,
         unsent_grace_s: float = 5.0,
         batch: int = 500,
+        idempotency_ttl_s: float = 24 * 3600,
     ):
         self._c = components
         self._settings = components.settings
@@ -70,12 +75,23 @@ class Sweeper:
         # A job created this recently may still be in the middle of its own submit's send.
         self._unsent_grace = timedelta(seconds=unsent_grace_s)
         self._batch = batch
+        self._idempotency_ttl = timedelta(seconds=idempotency_ttl_s)
+        self._forget_every_s = min(3600.0, idempotency_ttl_s)
+        self._last_forget = -math.inf
 
     def sweep(self) -> SweepReport:
         report = SweepReport()
         self._resend_unsent(report)
         self._recover_stale(report)
+        self._forget_old_idempotency_keys(report)
         return report
+
+    def _forget_old_idempotency_keys(self, report: SweepReport) -> None:
+        now = time.monotonic()
+        if now - self._last_forget < self._forget_every_s:
+            return
+        self._last_forget = now
+        report.forgotten_keys = self._c.store.forget_idempotency_keys(utcnow() - self._idempotency_ttl)
 
     def _resend_unsent(self, report: SweepReport) -> None:
         now = utcnow()

@@ -126,3 +126,13 @@ def test_a_running_job_past_its_timeout_is_failed_and_its_compute_stopped(tmp_pa
     failed = components.store.get(job.id)
     assert failed.status is S.FAILED and failed.error.code == "timeout"
     assert launcher.cancelled == [running.launch_handle]
+
+
+def test_idempotency_keys_are_forgotten_after_their_time_to_live(tmp_path: Path) -> None:
+    components, service, _, _, _ = setup(tmp_path)
+    first = service.submit("alice", fast_spec(), idempotency_key="k")
+    assert Sweeper(components).sweep().forgotten_keys == 0  # kept for 24 h by default
+    assert service.submit("alice", fast_spec(), idempotency_key="k").id == first.id
+    time.sleep(0.05)
+    assert Sweeper(components, idempotency_ttl_s=0.01).sweep().forgotten_keys == 1
+    assert service.submit("alice", fast_spec(), idempotency_key="k").id != first.id
