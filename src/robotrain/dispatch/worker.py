@@ -30,20 +30,28 @@ _MAX_ERROR_MESSAGE = 1000
 _MAX_TRACEBACK = 8000
 
 
-def run_worker(components: Components, job_id: str, attempt: int) -> None:
+def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_attempt: bool = False) -> None:
+    """Train `attempt` of `job_id`. With `resume_own_attempt` (Modal's `train`, whose platform re-runs the very same
+    input after a preemption or crash, and never runs one input twice at once) a job already running at this attempt
+    is taken over and resumes from its last checkpoint; otherwise such a job belongs to another worker."""
     store = components.store
     settings = components.settings
     job = store.get(job_id)
     if job is None:
         log.warning("no job %s; nothing to run", job_id)
         return
-    if job.status is not JobStatus.STARTING or job.attempt != attempt:
-        log.info("%s is %s at attempt %d; attempt %d has nothing to run", job_id, job.status, job.attempt, attempt)
-        return
-    running = apply_transition(store, job, JobStatus.RUNNING)
-    if running is None:
-        log.info("%s attempt %d was taken or cancelled before it began", job_id, attempt)
-        return
+    restarted = resume_own_attempt and job.status is JobStatus.RUNNING and job.attempt == attempt
+    if restarted:
+        running = job
+        store.append_event(job_id, "log", f"attempt {attempt} restarted by the platform; resuming", {})
+    else:
+        if job.status is not JobStatus.STARTING or job.attempt != attempt:
+            log.info("%s is %s at attempt %d; attempt %d has nothing to run", job_id, job.status, job.attempt, attempt)
+            return
+        running = apply_transition(store, job, JobStatus.RUNNING)
+        if running is None:
+            log.info("%s attempt %d was taken or cancelled before it began", job_id, attempt)
+            return
 
     # Imported here so the service (which only imports this module for run_worker) does not load torch.
     from training.errors import TrainingError
