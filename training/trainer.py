@@ -364,6 +364,8 @@ class _Run:
         while self.step < self.total:
             if self.reporter.should_stop():
                 stopped = True
+                if report_window.steps:
+                    self.reporter.progress(self.step, self.total, {**report_window.means(), **self.pending})
                 break
             t0 = time.perf_counter()
             batch = self.sampler.sample(batch_size, self.generator)
