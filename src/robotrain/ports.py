@@ -38,8 +38,25 @@ class JobStore(Protocol):
         """Apply `changes` only if the row's status is in `expected` (and its attempt equals `expected_attempt`
         when given); return the updated job, or None when the condition did not hold (the race was lost)."""
 
-    def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
-        """Jobs of any user in these statuses, oldest first (for the dispatcher's sweep)."""
+    def find(
+        self,
+        *,
+        statuses: Collection[JobStatus],
+        limit: int = 100,
+        unsent: bool = False,
+        holding_compute: bool = False,
+    ) -> list[Job]:
+        """Jobs of any user in these statuses, oldest first (for the dispatcher's sweep). With `unsent` only jobs whose
+        enqueued_at is null; with `holding_compute` only jobs with a launch_handle. The filters keep a backlog from
+        hiding the jobs the sweep looks for behind the oldest `limit` rows."""
+
+    def claim(self, job_id: str, *, max_active: int, max_active_per_user: int) -> Job | None:
+        """Atomically move the job queued → starting (attempt + 1) only while fewer than `max_active` jobs of any user
+        and fewer than `max_active_per_user` of its owner are starting or running; None when the job is not queued or
+        a cap is reached. Atomic across processes: concurrent claims can never exceed either cap."""
+
+    def ping(self) -> None:
+        """Cheap round trip for readiness checks; raises StoreUnavailable when the store cannot be reached."""
 
     def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int: ...
 
@@ -102,6 +119,9 @@ class JobQueue(Protocol):
         """Hide the message for `timeout_seconds` (0-43,200) from now; 0 makes it visible at once. A stale or
         unknown handle raises ReceiptHandleInvalid."""
 
+    def ping(self) -> None:
+        """Cheap round trip for readiness checks; raises QueueUnavailable when the queue cannot be reached."""
+
 
 class Launcher(Protocol):
     """Starts a worker for one attempt of a job and can stop it."""
@@ -131,6 +151,10 @@ class ArtifactStore(Protocol):
 
     def resolve(self, job_id: str, path: str) -> Path:
         """The file at `path` inside the job's directory; raises ArtifactNotFound when missing or outside it."""
+
+    def publish(self, job_id: str) -> None:
+        """Make what the worker wrote so far durable and visible to other machines (a Volume commit); called after
+        each checkpoint and when the attempt ends."""
 
 
 class TokenVerifier(Protocol):

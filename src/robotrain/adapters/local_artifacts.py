@@ -67,6 +67,9 @@ class LocalArtifactStore:
             raise ArtifactNotFound(f"no artifact {path!r}")
         return real
 
+    def publish(self, job_id: str) -> None:
+        """Nothing to do: files written to a local directory are already visible to the API."""
+
     def _job_path(self, job_id: str) -> Path:
         if not _JOB_ID.match(job_id):
             raise ValueError(f"not a job id: {job_id!r}")

@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +41,7 @@ class JobReporter:
         out_dir: Path,
         heartbeat_interval_s: float,
         progress_interval_s: float = 0.0,
+        on_checkpoint: Callable[[], None] | None = None,
     ):
         if job.status is not JobStatus.RUNNING or job.started_at is None:
             raise ValueError("JobReporter needs the job as it is after its running transition")
@@ -47,6 +49,7 @@ class JobReporter:
         self.job_id = job.id
         self.attempt = job.attempt
         self._out_dir = out_dir
+        self._on_checkpoint = on_checkpoint
         self._heartbeat_interval_s = heartbeat_interval_s
         self._progress_interval_s = progress_interval_s
         timeout_minutes = (job.spec.get("compute") or {}).get("timeout_minutes", 60)
@@ -77,6 +80,8 @@ class JobReporter:
             relative = Path(path).resolve().relative_to(self._out_dir.resolve()).as_posix()
         except ValueError:
             relative = str(path)
+        if self._on_checkpoint is not None:
+            self._on_checkpoint()
         self.log(f"checkpoint saved at step {step}: {relative}", {"step": step, "checkpoint": relative})
 
     def log(self, message: str, data: dict | None = None) -> None:

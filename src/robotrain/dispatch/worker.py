@@ -71,6 +71,7 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
         out_dir=out_dir,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         progress_interval_s=settings.progress_interval_s,
+        on_checkpoint=lambda: components.artifacts.publish(job_id),
     )
     with reporter, _stop_on_sigterm(reporter):
         try:
@@ -84,6 +85,7 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
             _fail(store, running, ErrorCode.TRAINING_ERROR, f"{type(exc).__name__}: {exc}")
             return
 
+    components.artifacts.publish(job_id)
     reason = reporter.stop_reason
     if reason == STOP_TIMEOUT:
         minutes = spec.compute.timeout_minutes
