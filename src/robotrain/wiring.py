@@ -17,25 +17,49 @@ class Components:
     artifacts: ArtifactStore
 
 
-def build_components(settings: Settings) -> Components:
-    """Embedded adapters under `settings.data_dir`. Cloud adapters are imported inside their branches, so their SDKs
-    load only when selected."""
+def build_components(
+    settings: Settings, *, launcher: Launcher | None = None, artifacts: ArtifactStore | None = None
+) -> Components:
+    """Each port independently: the cloud adapter when its variables are set, the embedded one under
+    `settings.data_dir` otherwise. Cloud adapters are imported inside their branches, so their SDKs load only when
+    selected. The Modal launcher and Volume need objects of the Modal app, so modal_app.py passes them in
+    (robotrain.adapters.modal_runtime); `ROBOTRAIN_LAUNCHER=modal` without them is refused rather than run locally."""
     from robotrain.adapters.local_artifacts import LocalArtifactStore
-    from robotrain.adapters.local_queue import LocalJobQueue
-    from robotrain.adapters.sqlite_store import SqliteJobStore
     from robotrain.adapters.subprocess_launcher import SubprocessLauncher
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteJobStore(settings.data_dir / "robotrain.sqlite3")
-    queue = LocalJobQueue(
+    if launcher is None:
+        if settings.launcher == "modal":
+            raise ValueError("ROBOTRAIN_LAUNCHER=modal needs the Modal app's train function (see modal_app.py)")
+        launcher = SubprocessLauncher(settings)
+    return Components(
+        settings=settings,
+        store=build_store(settings),
+        queue=build_queue(settings),
+        launcher=launcher,
+        artifacts=artifacts or LocalArtifactStore(settings.resolved_artifacts_dir),
+    )
+
+
+def build_store(settings: Settings) -> JobStore:
+    if settings.uses_supabase:
+        from robotrain.adapters.supabase_store import SupabaseJobStore
+
+        return SupabaseJobStore.from_settings(settings)
+    from robotrain.adapters.sqlite_store import SqliteJobStore
+
+    return SqliteJobStore(settings.data_dir / "robotrain.sqlite3")
+
+
+def build_queue(settings: Settings) -> JobQueue:
+    if settings.uses_sqs:
+        from robotrain.adapters.sqs_queue import SqsJobQueue
+
+        return SqsJobQueue.from_settings(settings)
+    from robotrain.adapters.local_queue import LocalJobQueue
+
+    return LocalJobQueue(
         settings.data_dir / "queue.sqlite3",
         max_receives=settings.queue_max_receives,
         visibility_timeout_s=settings.queue_visibility_timeout_s,
-    )
-    return Components(
-        settings=settings,
-        store=store,
-        queue=queue,
-        launcher=SubprocessLauncher(settings),
-        artifacts=LocalArtifactStore(settings.resolved_artifacts_dir),
     )
