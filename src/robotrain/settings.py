@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     modal_app_name: str = "robotrain"
     default_gpu: str = "A10G"
     artifacts_dir: Path | None = None  # a mounted Modal Volume in production; data_dir/artifacts otherwise
+    dataset_cache_dir: Path | None = None  # downloaded and generated datasets; data_dir/datasets otherwise
 
     @field_validator("cors_origins", "clerk_authorized_parties", mode="before")
     @classmethod
@@ -113,6 +114,10 @@ class Settings(BaseSettings):
     def child_environ(self) -> dict[str, str]:
         """The environment for a worker process: this one's, with every setting written out (`as_environ`)."""
         return {**os.environ, **self.as_environ()}
+
+    @property
+    def resolved_dataset_cache_dir(self) -> Path:
+        return self.dataset_cache_dir or self.data_dir / "datasets"
 
     @property
     def uses_supabase(self) -> bool:

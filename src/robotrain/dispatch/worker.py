@@ -75,7 +75,13 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
     )
     with reporter, _stop_on_sigterm(reporter):
         try:
-            result = train(spec, out_dir, reporter, report_interval_s=settings.progress_interval_s)
+            result = train(
+                spec,
+                out_dir,
+                reporter,
+                cache_dir=settings.resolved_dataset_cache_dir,
+                report_interval_s=settings.progress_interval_s,
+            )
         except TrainingError as exc:
             _fail(store, running, exc.code, exc.message)
             return
