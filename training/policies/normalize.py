@@ -124,12 +124,12 @@ class Normalizer(nn.Module):
 
 
 def export_normalization_stats(normalizer: Normalizer) -> dict[str, Tensor]:
-    """The held statistics as a flat {"<feature>.<stat>": tensor} dict (written as normalization_stats.safetensors)."""
+    """The held statistics as a flat {"<feature>/<stat>": tensor} dict (the layout of training/checkpoint.py)."""
     flat = {}
     for key in normalizer.keys:
         feature_stats = normalizer.stats[_buffer_safe_name(key)]
         for stat_name in STAT_NAMES_BY_MODE[normalizer.modes[key]]:
-            flat[f"{key}.{stat_name}"] = getattr(feature_stats, stat_name).detach().cpu().contiguous().clone()
+            flat[f"{key}/{stat_name}"] = getattr(feature_stats, stat_name).detach().cpu().contiguous().clone()
     return flat
 
 

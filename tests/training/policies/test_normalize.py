@@ -63,8 +63,8 @@ def test_statistics_are_in_the_state_dict_and_a_placeholder_normalizer_refuses_u
 def test_export_gives_a_flat_dict_of_the_held_statistics() -> None:
     normalizer = Normalizer(FEATURES, _stats(), {"observation.state": "min_max", "action": "mean_std"})
     exported = export_normalization_stats(normalizer)
-    assert sorted(exported) == ["action.mean", "action.std", "observation.state.max", "observation.state.min"]
-    torch.testing.assert_close(exported["observation.state.max"], _stats()["observation.state"]["max"])
+    assert sorted(exported) == ["action/mean", "action/std", "observation.state/max", "observation.state/min"]
+    torch.testing.assert_close(exported["observation.state/max"], _stats()["observation.state"]["max"])
 
 
 def test_bad_inputs_fail_with_a_message_naming_the_feature() -> None:
