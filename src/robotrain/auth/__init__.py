@@ -24,9 +24,12 @@ def build_verifier(settings: Settings) -> TokenVerifier:
             raise RuntimeError(
                 "Clerk is configured (a CLERK_* key variable is set) but robotrain.auth.clerk is not available"
             ) from exc
-        # auth/clerk.py (issue 5) provides the key source; the checks stay in JwtVerifier.
+        # auth/clerk.py (issue 5) provides the key source and the issuer to require; the checks stay in JwtVerifier.
         keys: SigningKeySource = clerk.key_source_from_settings(settings)
         return JwtVerifier(
-            keys, issuer=settings.clerk_issuer, authorized_parties=settings.clerk_authorized_parties, leeway_s=5
+            keys,
+            issuer=clerk.clerk_issuer(settings),
+            authorized_parties=settings.clerk_authorized_parties,
+            leeway_s=5,
         )
     return JwtVerifier(LocalKeys(settings.data_dir), issuer=LOCAL_ISSUER, leeway_s=5)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from robotrain.auth import build_verifier
 from robotrain.auth.local_keys import LOCAL_ISSUER, PRIVATE_KEY_FILE, LocalKeys
@@ -47,11 +50,22 @@ def test_mint_refuses_an_empty_user(tmp_path: Path) -> None:
         LocalKeys(tmp_path).mint("")
 
 
-def test_clerk_settings_without_the_clerk_module_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("robotrain.auth.clerk") is not None:
-        pytest.skip("robotrain.auth.clerk exists; its own tests cover the Clerk branch")
-    settings = Settings(data_dir=tmp_path, clerk_jwks_url="http://127.0.0.1:9/jwks.json")
-    with pytest.raises(RuntimeError, match="robotrain.auth.clerk"):
-        build_verifier(settings)
+def test_with_clerk_configured_local_tokens_are_refused_and_clerk_tokens_accepted(tmp_path: Path) -> None:
+    clerk_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = clerk_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        clerk_jwt_key=pem.decode(),
+        clerk_issuer="https://clerk.example.test",
+        clerk_authorized_parties="https://app.example.test",
+    )
+    verifier = build_verifier(settings)
+    now = int(time.time())
+    claims = {"sub": "user_2x", "iss": "https://clerk.example.test", "iat": now, "nbf": now, "exp": now + 60}
+    assert verifier.verify(jwt.encode(claims, clerk_key, algorithm="RS256", headers={"kid": "ins_1"})) == "user_2x"
+    with pytest.raises(Unauthorized):
+        verifier.verify(jwt.encode({**claims, "azp": "https://evil.test"}, clerk_key, algorithm="RS256"))
+    with pytest.raises(Unauthorized):
+        verifier.verify(LocalKeys(tmp_path).mint("alice"))
