@@ -162,6 +162,10 @@ class LocalJobQueue:
                 f"receipt handle {receipt_handle!r} is unknown or stale: the message was deleted or received again"
             )
 
+    def ping(self) -> None:
+        # reads a page of the file, so a missing, locked or unreadable queue fails here (QueueUnavailable)
+        self._db.query("SELECT version FROM schema_version LIMIT 1")
+
     # --- extras (not in the port): tests and an admin view ---------------------------------------------------
 
     def dead_letters(self) -> list[DeadLetter]:

@@ -161,17 +161,36 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     )
 
 
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (a diverged loss) as the strings "NaN", "Infinity", "-Infinity", which pydantic reads back as
+    floats; the same encoding the Supabase store sends. (model_dump_json would write null, which a float field then
+    refuses, and json.dumps would write bare NaN, which is not JSON.)"""
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return "NaN"
+        return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(_json_safe(value), allow_nan=False)
+
+
 def _column_value(field: str, value: Any) -> Any:
     """A JobChanges / Job field as the value its column stores."""
     if field in _TIME_FIELDS or field in ("created_at", "updated_at"):
         return None if value is None else format_time(value)
     if field == "progress":
         # progress is never null on a Job: an explicit None resets it
-        return (value or Progress()).model_dump_json()
+        return _json_text((value or Progress()).model_dump(mode="python"))
     if field == "error":
         return None if value is None else value.model_dump_json()
     if field in ("result", "spec"):
-        return None if value is None else json.dumps(value)
+        return None if value is None else _json_text(value)
     if field == "status":
         return JobStatus(value).value
     return value
@@ -380,15 +399,52 @@ class SqliteJobStore:
         rows = self._db.query(f"UPDATE jobs SET {', '.join(assignments)} WHERE {where} RETURNING *", params)
         return _row_to_job(rows[0]) if rows else None
 
-    def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
+    def find(
+        self,
+        *,
+        statuses: Collection[JobStatus],
+        limit: int = 100,
+        unsent: bool = False,
+        holding_compute: bool = False,
+    ) -> list[Job]:
         values = sorted({JobStatus(status).value for status in statuses})
         if not values:
             return []
-        rows = self._db.query(
-            f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in values)}) ORDER BY created_at, id LIMIT ?",
-            [*values, limit],
-        )
+        where = f"status IN ({', '.join('?' for _ in values)})"
+        if unsent:
+            where += " AND enqueued_at IS NULL"
+        if holding_compute:
+            where += " AND launch_handle IS NOT NULL"
+        rows = self._db.query(f"SELECT * FROM jobs WHERE {where} ORDER BY created_at, id LIMIT ?", [*values, limit])
         return [_row_to_job(row) for row in rows]
+
+    def claim(self, job_id: str, *, max_active: int, max_active_per_user: int) -> Job | None:
+        # One statement inside BEGIN IMMEDIATE: the write lock is held from before the counts are read until the
+        # row is written, so no other process can claim in between (SQLite has a single writer).
+        active = tuple(sorted(status.value for status in JobStatus.active()))
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE jobs SET status = ?, attempt = attempt + 1, updated_at = ? "
+                "WHERE id = ? AND status = ? "
+                "AND (SELECT count(*) FROM jobs AS other WHERE other.status IN (?, ?)) < ? "
+                "AND (SELECT count(*) FROM jobs AS mine WHERE mine.status IN (?, ?) AND mine.user_id = jobs.user_id) < ? "
+                "RETURNING *",
+                (
+                    JobStatus.STARTING.value,
+                    format_time(utcnow()),
+                    job_id,
+                    JobStatus.QUEUED.value,
+                    *active,
+                    max_active,
+                    *active,
+                    max_active_per_user,
+                ),
+            ).fetchall()
+        return _row_to_job(rows[0]) if rows else None
+
+    def ping(self) -> None:
+        # reads a page of the file, so a missing, locked or unreadable database fails here
+        self._db.query("SELECT version FROM schema_version LIMIT 1")
 
     def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int:
         values = sorted({JobStatus(status).value for status in statuses})

@@ -355,10 +355,27 @@ class SupabaseJobStore:
         rows = self._call(f"updating job {job_id}", request, idempotent=False, job_id=job_id).data
         return _row_to_job(rows[0]) if rows else None
 
-    def find(self, *, statuses: Collection[JobStatus], limit: int = 100) -> list[Job]:
+    def find(
+        self,
+        *,
+        statuses: Collection[JobStatus],
+        limit: int = 100,
+        unsent: bool = False,
+        holding_compute: bool = False,
+    ) -> list[Job]:
         values = _statuses(statuses)
         if not values or limit < 1:
             return []
+
+        def filtered(query):
+            query = query.in_("status", values)
+            if unsent:
+                query = query.is_("enqueued_at", "null")
+            if holding_compute:
+                # "not null": handles are never empty, and null compares as unknown, which gt leaves out
+                query = query.gt("launch_handle", "")
+            return query
+
         rows: list[dict[str, Any]] = []
         while len(rows) < limit:
             size = min(limit - len(rows), MAX_ROWS_PER_REQUEST)
@@ -366,9 +383,7 @@ class SupabaseJobStore:
             chunk = self._call(
                 "finding jobs",
                 lambda size=size, offset=offset: (
-                    self._table("jobs")
-                    .select("*")
-                    .in_("status", values)
+                    filtered(self._table("jobs").select("*"))
                     .order("created_at")
                     .order("id")
                     .range(offset, offset + size - 1)
@@ -380,6 +395,30 @@ class SupabaseJobStore:
             if len(chunk) < size:
                 break
         return [_row_to_job(row) for row in rows]
+
+    def claim(self, job_id: str, *, max_active: int, max_active_per_user: int) -> Job | None:
+        arguments = {
+            "p_job_id": job_id,
+            "p_max_active": max_active,
+            "p_max_active_per_user": max_active_per_user,
+            "p_now": format_time(utcnow()),
+        }
+        # a claim is a compare-and-set: not retried (a lost answer to an applied claim would look like a lost race;
+        # the sweep requeues a starting job that never got a launch handle)
+        rows = self._call(
+            f"claiming job {job_id}",
+            lambda: self.client.rpc("claim_job", arguments).execute(),
+            idempotent=False,
+            job_id=job_id,
+        ).data
+        return _row_to_job(rows[0]) if rows else None
+
+    def ping(self) -> None:
+        self._call(
+            "checking the job store",
+            lambda: self._table("jobs").select("id").limit(1).execute(),
+            idempotent=False,
+        )
 
     def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int:
         values = _statuses(statuses)

@@ -12,6 +12,7 @@ The module has no `test_` prefix, so pytest collects the contract only through i
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -296,6 +297,103 @@ class JobStoreContract:
         assert ids(store.find(statuses={S.RUNNING, S.STARTING})) == [b.id, a.id, c.id]
         assert ids(store.find(statuses={S.RUNNING, S.STARTING}, limit=2)) == [b.id, a.id]
         assert store.find(statuses={S.CANCELLED}) == []
+
+    def test_find_can_keep_only_unsent_jobs(self, store: JobStore) -> None:
+        sent = store.create(make_job(created_at=at(0)))
+        store.update(sent.id, JobChanges(enqueued_at=at(1)), expected={S.QUEUED})
+        unsent = store.create(make_job(created_at=at(2)))
+        assert ids(store.find(statuses={S.QUEUED})) == [sent.id, unsent.id]
+        assert ids(store.find(statuses={S.QUEUED}, unsent=True)) == [unsent.id]
+
+    def test_find_can_keep_only_jobs_holding_compute(self, store: JobStore) -> None:
+        released = store.create(make_job(created_at=at(0), status=S.CANCELLED))
+        holding = store.create(make_job(created_at=at(1), status=S.CANCELLED))
+        store.update(holding.id, JobChanges(launch_handle="pid:1:2"), expected={S.CANCELLED})
+        assert ids(store.find(statuses={S.CANCELLED}, holding_compute=True)) == [holding.id]
+        store.update(holding.id, JobChanges(launch_handle=None), expected={S.CANCELLED})
+        assert store.find(statuses={S.CANCELLED}, holding_compute=True) == []
+        assert ids(store.find(statuses={S.CANCELLED})) == [released.id, holding.id]
+
+    # --- claim -----------------------------------------------------------------------------------------------
+
+    def test_claim_moves_a_queued_job_to_starting_and_counts_the_attempt(self, store: JobStore) -> None:
+        job = store.create(make_job(created_at=at(0), attempt=2))
+        claimed = store.claim(job.id, max_active=1, max_active_per_user=1)
+        assert claimed is not None
+        assert (claimed.status, claimed.attempt) == (S.STARTING, 3)
+        assert claimed.updated_at > job.updated_at
+        assert store.get(job.id) == claimed
+
+    def test_claim_of_a_job_that_is_not_queued_or_missing_is_none(self, store: JobStore) -> None:
+        for status in (S.STARTING, S.RUNNING, S.CANCELLED, S.SUCCEEDED):
+            job = store.create(make_job(status=status, attempt=1))
+            assert store.claim(job.id, max_active=10, max_active_per_user=10) is None
+            assert store.get(job.id).status is status and store.get(job.id).attempt == 1
+        assert store.claim(new_job_id(), max_active=10, max_active_per_user=10) is None
+
+    def test_claim_respects_the_global_cap(self, store: JobStore) -> None:
+        store.create(make_job("user_bob", status=S.RUNNING))
+        store.create(make_job("user_carol", status=S.STARTING))
+        job = store.create(make_job("user_alice"))
+        assert store.claim(job.id, max_active=2, max_active_per_user=5) is None
+        assert store.get(job.id).status is S.QUEUED
+        assert store.claim(job.id, max_active=3, max_active_per_user=5).status is S.STARTING
+
+    def test_claim_respects_the_per_user_cap_and_ignores_other_users(self, store: JobStore) -> None:
+        store.create(make_job("user_alice", status=S.RUNNING))
+        store.create(make_job("user_bob", status=S.RUNNING))
+        store.create(make_job("user_bob", status=S.SUCCEEDED))
+        alice = store.create(make_job("user_alice"))
+        bob = store.create(make_job("user_bob"))
+        assert store.claim(alice.id, max_active=10, max_active_per_user=1) is None
+        assert store.claim(bob.id, max_active=10, max_active_per_user=2).status is S.STARTING
+
+    def test_concurrent_claims_never_exceed_the_caps(self, store: JobStore) -> None:
+        # 12 queued jobs of 3 users, claimed by 12 threads at once: at most 4 in all and 2 per user may win.
+        jobs = [store.create(make_job(f"user_{i % 3}")) for i in range(12)]
+        barrier = threading.Barrier(len(jobs))
+        results: list[object] = [None] * len(jobs)
+
+        def claim(index: int) -> None:
+            barrier.wait()
+            try:
+                results[index] = store.claim(jobs[index].id, max_active=4, max_active_per_user=2)
+            except Exception as error:  # the assertion below reports it
+                results[index] = error
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(jobs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert not errors, errors
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 4
+        per_user: dict[str, int] = {}
+        for winner in winners:
+            per_user[winner.user_id] = per_user.get(winner.user_id, 0) + 1
+        assert max(per_user.values()) <= 2
+        assert store.count(statuses={S.STARTING}) == 4
+
+    def test_ping_answers_when_the_store_is_reachable(self, store: JobStore) -> None:
+        store.ping()
+
+    def test_non_finite_progress_metrics_and_results_round_trip(self, store: JobStore) -> None:
+        job = store.create(make_job(status=S.RUNNING))
+        metrics = {"loss": float("nan"), "grad_norm": float("inf"), "low": float("-inf"), "lr": 0.5}
+        updated = store.update(
+            job.id,
+            JobChanges(progress=Progress(step=3, total_steps=9, metrics=metrics), result={"final_loss": float("nan")}),
+            expected={S.RUNNING},
+        )
+        for read in (updated, store.get(job.id)):
+            assert read.progress.step == 3
+            got = read.progress.metrics
+            assert math.isnan(got["loss"]) and got["grad_norm"] == math.inf and got["low"] == -math.inf
+            assert got["lr"] == 0.5
+            # result is free-form JSON: a non-finite float comes back as PostgreSQL's spelling of it
+            assert read.result["final_loss"] == "NaN"
 
     def test_count_by_status_and_optionally_by_user(self, store: JobStore) -> None:
         for user, status in [("user_alice", S.RUNNING), ("user_alice", S.QUEUED), ("user_bob", S.RUNNING)]:
