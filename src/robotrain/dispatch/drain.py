@@ -1,20 +1,24 @@
 """The drain: turn queue messages into launched workers, exactly once per job attempt.
 
 For each message: read the job; a job that is not queued (duplicate message, cancelled meanwhile, already claimed)
-only costs the message. A queued one is claimed queued → starting by compare-and-set (attempt + 1), launched, its
-handle recorded (fenced on that attempt) and the message deleted. The same code runs locally and against SQS.
+only costs the message. A queued one is claimed queued → starting by the store's atomic `claim`, which also checks
+the global and per-user caps in the same write (so dispatchers in several processes can never exceed them), then
+launched, its handle recorded (fenced on that attempt) and the message deleted. The same code runs locally and
+against SQS.
 
 Fault handling, per message:
-- a malformed body or a message for a missing job is deleted and logged (the poison path);
+- poison: a body this service did not write, a message for a job that does not exist, or one whose handling raised
+  an unexpected error, is left in the queue: it is delivered again until the queue's max_receives moves it to the
+  dead-letter queue, where an operator can see it. On its last delivery, a job it names that is still waiting to run
+  (queued, or starting with no worker) is ended failed with code poison_message, so it is never stuck;
+- a job held back by a cap is hidden for a short backoff; a message about to use its last delivery that way is
+  replaced by a fresh one, so waiting never sends a healthy job's message to the dead-letter queue;
 - a launch that raises a classified transient error (LAUNCH_RETRY_ERRORS) puts the job back to queued and hides the
   message with exponential backoff; on the message's `queue_max_receives`-th delivery the job fails launch_failed;
 - any other exception from the launcher is not retried: the job fails launch_failed at once, with the traceback logged
   (retrying a programming error only delays the same failure, and a job must never stay stuck in starting);
 - the store or queue being unreachable (DEPENDENCY_DOWN_ERRORS) ends this drain and leaves the message; it comes back
   after its visibility timeout.
-Anything else is a bug in this code: it propagates out of drain_once, and the DispatchLoop logs it with its traceback
-and goes on; the message reappears after its visibility timeout and dead-letters after N deliveries, so one bad
-message cannot block the others forever.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from enum import Enum
 
 from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
 from robotrain.jobs.models import ErrorCode, Job, JobChanges, JobError, JobStatus
-from robotrain.jobs.service import apply_transition, stop_compute
+from robotrain.jobs.service import apply_transition, claim, enqueue, stop_compute
 from robotrain.ports import QueueMessage, ReceiptHandleInvalid
 from robotrain.wiring import Components
 
@@ -40,6 +44,7 @@ DEPENDENCY_DOWN_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable, Que
 
 MAX_BATCH = 10  # SQS's most messages per receive
 _JOB_ID = re.compile(r"^job_[0-9a-z]{26}$")
+_JOB_ID_ANYWHERE = re.compile(r"job_[0-9a-z]{26}")
 
 
 class _Outcome(Enum):
@@ -51,12 +56,18 @@ class _Outcome(Enum):
 class DrainReport:
     received: int = 0
     launched: list[str] = field(default_factory=list)
-    skipped: int = 0  # duplicates and messages for jobs that are no longer queued or do not exist
-    poison: int = 0
+    skipped: int = 0  # duplicates and messages for jobs that are no longer queued
+    poison: int = 0  # left to dead-letter: malformed, for a missing job, or their handling raised
     deferred: int = 0  # left in the queue for later: capacity, per-user cap, launch backoff, a dependency down
     launch_failures: int = 0
     failed: list[str] = field(default_factory=list)  # jobs this drain ended failed (launch gave up)
     at_capacity: bool = False
+
+
+def named_job(body: str) -> str | None:
+    """The first job id anywhere in a body, parsable or not: the job a poison message was probably about."""
+    match = _JOB_ID_ANYWHERE.search(body)
+    return match.group() if match else None
 
 
 def parse_message(body: str) -> str | None:
@@ -87,7 +98,8 @@ class Drainer:
         self._backoff_base_s = launch_backoff_base_s
         self._backoff_max_s = launch_backoff_max_s
         self._max_rounds = max_rounds
-        # One drain at a time per process: the capacity check and the claims it allows must not interleave.
+        # One drain at a time per process keeps its report and batches simple; the caps hold without it (the store's
+        # claim is atomic across processes).
         self._lock = threading.Lock()
 
     @property
@@ -129,6 +141,15 @@ class Drainer:
             except DEPENDENCY_DOWN_ERRORS:
                 report.deferred += len(messages) - index
                 raise
+            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the drain (module doc)
+                log.exception("handling queue message %s raised; leaving it to be redelivered", message.message_id)
+                try:
+                    self._poison(message, f"handling it raised {type(exc).__name__}: {exc}", report)
+                except DEPENDENCY_DOWN_ERRORS:
+                    raise
+                except Exception:  # noqa: BLE001 - the job cannot even be read: the dead-letter queue keeps the message
+                    log.exception("could not end the job named by poison message %s", message.message_id)
+                continue
             if outcome is _Outcome.STOP:
                 rest = messages[index + 1 :]
                 for other in rest:
@@ -140,34 +161,36 @@ class Drainer:
     def _handle(self, message: QueueMessage, report: DrainReport) -> _Outcome:
         job_id = parse_message(message.body)
         if job_id is None:
-            log.error("deleting a malformed queue message %s: %r", message.message_id, message.body[:200])
-            report.poison += 1
-            self._delete(message)
+            self._poison(message, "the body is not a message this service sends", report)
             return _Outcome.CONTINUE
         job = self._c.store.get(job_id)
-        if job is None or job.status is not JobStatus.QUEUED:
-            # A duplicate delivery, a job cancelled or claimed meanwhile, or a job that does not exist: nothing to do.
+        if job is None:
+            self._poison(message, f"no job {job_id} exists", report)
+            return _Outcome.CONTINUE
+        if job.status is not JobStatus.QUEUED:
+            # A duplicate delivery, or a job cancelled or claimed meanwhile: nothing to do.
             report.skipped += 1
             self._delete(message)
-            return _Outcome.CONTINUE
-        per_user = self._settings.max_active_jobs_per_user
-        if self._c.store.count(statuses=JobStatus.active(), user_id=job.user_id) >= per_user:
-            report.deferred += 1
-            self._hide(message, self.capacity_backoff_s)
             return _Outcome.CONTINUE
 
-        claimed = apply_transition(self._c.store, job, JobStatus.STARTING)
-        if claimed is None:  # another drain claimed it, or it was cancelled between our read and the claim
-            report.skipped += 1
-            self._delete(message)
-            return _Outcome.CONTINUE
-        if self._c.store.count(statuses=JobStatus.active()) > self._settings.max_concurrent_jobs:
-            # Another dispatcher claimed at the same time; give our claim back rather than exceed the cap.
-            apply_transition(self._c.store, claimed, JobStatus.QUEUED, reason="over capacity, waiting")
+        claimed = claim(
+            self._c.store,
+            job,
+            max_active=self._settings.max_concurrent_jobs,
+            max_active_per_user=self._settings.max_active_jobs_per_user,
+        )
+        if claimed is None:
+            current = self._c.store.get(job_id)
+            if current is None or current.status is not JobStatus.QUEUED:
+                report.skipped += 1  # another drain claimed it, or it was cancelled, between our read and the claim
+                self._delete(message)
+                return _Outcome.CONTINUE
             report.deferred += 1
-            report.at_capacity = True
-            self._hide(message, self.capacity_backoff_s)
-            return _Outcome.STOP
+            self._defer(message, current)
+            if self._c.store.count(statuses=JobStatus.active()) >= self._settings.max_concurrent_jobs:
+                report.at_capacity = True
+                return _Outcome.STOP  # the global cap: nothing else in this batch can start either
+            return _Outcome.CONTINUE  # only this user's cap: other users' jobs may still start
 
         try:
             handle = self._c.launcher.launch(claimed)
@@ -215,6 +238,50 @@ class Drainer:
         if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
             report.failed.append(job.id)
         self._delete(message)
+
+    def _poison(self, message: QueueMessage, why: str, report: DrainReport) -> None:
+        """Leave the message to be redelivered and, after max_receives deliveries, dead-lettered by the queue. On its
+        last delivery, end the job it names if that job is still waiting for this message (module doc)."""
+        report.poison += 1
+        last = message.receive_count >= self._settings.queue_max_receives
+        log.error(
+            "poison queue message %s (delivery %d of %d): %s; body %r",
+            message.message_id,
+            message.receive_count,
+            self._settings.queue_max_receives,
+            why,
+            message.body[:200],
+        )
+        job_id = named_job(message.body)
+        if not last or job_id is None:
+            return
+        job = self._c.store.get(job_id)
+        waiting = job is not None and (
+            job.status is JobStatus.QUEUED or (job.status is JobStatus.STARTING and not job.launch_handle)
+        )
+        if not waiting:
+            return
+        error = JobError(
+            code=ErrorCode.POISON_MESSAGE,
+            message=(
+                f"the job's queue message could not be handled in {message.receive_count} deliveries ({why}); "
+                "it was moved to the dead-letter queue"
+            )[:1000],
+        )
+        if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
+            report.failed.append(job.id)
+
+    def _defer(self, message: QueueMessage, job: Job) -> None:
+        """Hide a message whose job must wait for a cap. Its next delivery would be its last, so replace it with a
+        fresh message rather than let waiting alone send it to the dead-letter queue."""
+        if message.receive_count < self._settings.queue_max_receives - 1:
+            self._hide(message, self.capacity_backoff_s)
+            return
+        refreshed = enqueue(self._c, job)
+        if refreshed.enqueued_at is not None and refreshed.enqueued_at != job.enqueued_at:
+            self._delete(message)
+        else:  # the send failed: keep this one (the sweep re-sends a job whose message is gone)
+            self._hide(message, self.capacity_backoff_s)
 
     def _delete(self, message: QueueMessage) -> None:
         failed = self._c.queue.delete([message.receipt_handle])

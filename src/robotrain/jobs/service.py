@@ -30,7 +30,7 @@ from robotrain.ports import Artifact, JobStore
 from robotrain.wiring import Components
 from training.spec import TrainSpec
 
-__all__ = ["JobService", "StatusUpdate", "apply_transition", "enqueue", "job_message", "stop_compute"]
+__all__ = ["JobService", "StatusUpdate", "apply_transition", "claim", "enqueue", "job_message", "stop_compute"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,20 @@ def apply_transition(
         data["reason"] = reason
     store.append_event(job.id, "status", message, data)
     return updated
+
+
+def claim(store: JobStore, job: Job, *, max_active: int, max_active_per_user: int) -> Job | None:
+    """The drain's queued → starting, done by the store's atomic JobStore.claim so the caps on active jobs hold across
+    processes (the claim writes the same bookkeeping as `transition(job, STARTING)`: attempt + 1). Records the status
+    event. None when the job is no longer queued or a cap is reached. Raises IllegalTransition from a non-queued job."""
+    transition(job, JobStatus.STARTING)  # the state machine still decides whether the move is legal
+    claimed = store.claim(job.id, max_active=max_active, max_active_per_user=max_active_per_user)
+    if claimed is None:
+        return None
+    store.append_event(
+        job.id, "status", JobStatus.STARTING.value, {"status": "starting", "from": "queued", "attempt": claimed.attempt}
+    )
+    return claimed
 
 
 def job_message(job_id: str) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robotrain.dispatch.drain import Drainer, parse_message
-from robotrain.errors import LaunchError, StoreUnavailable
+from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
 from robotrain.jobs.models import Job, JobStatus
 from robotrain.jobs.service import JobService, apply_transition, job_message
 from robotrain.wiring import Components
@@ -134,16 +134,72 @@ def test_the_per_user_cap_defers_only_that_users_jobs(tmp_path: Path) -> None:
     assert components.store.get(alice[1].id).status is S.QUEUED
 
 
-def test_malformed_and_orphan_messages_are_deleted_and_the_drain_goes_on(tmp_path: Path) -> None:
-    components, service, drainer, launcher = setup(tmp_path)
-    for body in ("not json", '{"job_id": 5}', "[1, 2]", '{"job_id": "../etc"}'):
+def test_malformed_and_orphan_messages_go_to_the_dead_letter_queue_and_the_drain_goes_on(tmp_path: Path) -> None:
+    # visibility 0: a poison message is redelivered at once, so one drain walks it through all its deliveries
+    components, service, drainer, launcher = setup(
+        tmp_path, queue_visibility_timeout_s=0, queue_max_receives=2, max_concurrent_jobs=10
+    )
+    bodies = ["not json", '{"job_id": 5}', "[1, 2]", '{"job_id": "../etc"}', job_message("job_" + "0" * 26)]
+    for body in bodies:
         components.queue.send(body)
-    components.queue.send(job_message("job_00000000000000000000000000"))
     job = service.submit("alice", fast_spec())
     report = drainer.drain_once()
-    assert report.poison == 4 and report.skipped == 1
     assert report.launched == [job.id]
-    assert queue_depth(components) == 0
+    assert report.poison == 2 * len(bodies)  # each delivered max_receives times, never deleted
+    assert components.queue.receive(max_messages=10, visibility_timeout=0) == []  # moved on this receive
+    assert sorted(d.body for d in components.queue.dead_letters()) == sorted(bodies)
+
+
+def test_a_poison_message_naming_a_waiting_job_fails_it_on_its_last_delivery(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, queue_visibility_timeout_s=0, queue_max_receives=3)
+    components.queue = DownQueue(components.queue)  # the job's own message is never sent
+    job = service.submit("alice", fast_spec())
+    components.queue = components.queue.real
+    components.queue.send(f'{{"job_id": "{job.id}", "trailing": ')  # truncated JSON that names the job
+    drainer.drain_once()
+    failed = components.store.get(job.id)
+    assert failed.status is S.FAILED and failed.error.code == "poison_message"
+    assert "3 deliveries" in failed.error.message and "dead-letter" in failed.error.message
+    assert launcher.launched == []
+    assert len(components.queue.dead_letters()) == 1
+
+
+def test_a_message_whose_handling_raises_does_not_stop_the_drain(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5)
+    bad, good = service.submit("alice", fast_spec()), service.submit("bob", fast_spec())
+
+    class BrokenRow:  # in-repo injection: reading one job's row raises a bug-class error, not an outage
+        def __init__(self, store):
+            self._store = store
+
+        def get(self, job_id, *, user_id=None):
+            if job_id == bad.id:
+                raise ValueError("corrupt row")
+            return self._store.get(job_id, user_id=user_id)
+
+        def __getattr__(self, name):
+            return getattr(self._store, name)
+
+    components.store = BrokenRow(components.store)
+    report = drainer.drain_once()
+    assert report.launched == [good.id] and report.poison == 1
+    assert queue_depth(components) == 1  # the bad one waits for redelivery, then the dead-letter queue
+
+
+def test_a_job_waiting_for_its_users_cap_never_dead_letters(tmp_path: Path) -> None:
+    components, service, drainer, launcher = setup(
+        tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1, queue_max_receives=2
+    )
+    drainer = Drainer(components, launch_backoff_base_s=0)
+    first, second = service.submit("alice", fast_spec()), service.submit("alice", fast_spec())
+    assert drainer.drain_once().launched == [first.id]
+    for _ in range(4):  # the waiting message is re-received again and again while alice is at her cap
+        for message in components.queue.receive(max_messages=10, visibility_timeout=0):
+            components.queue.change_visibility(message.receipt_handle, 0)
+        drainer.drain_once()
+    assert components.queue.dead_letters() == []
+    finish(components, first.id)
+    assert drainer.drain_once().launched == [second.id]
 
 
 def test_parse_message_accepts_only_what_the_service_sends() -> None:
@@ -169,6 +225,19 @@ def test_a_job_cancelled_while_it_launches_has_its_worker_stopped(tmp_path: Path
     assert racing.cancelled == [f"fake:{job.id}:1"]
     assert components.store.get(job.id).status is S.CANCELLED
     assert queue_depth(components) == 0
+
+
+class DownQueue:
+    """Fails every send (the queue is unreachable); `real` is the queue underneath."""
+
+    def __init__(self, queue):
+        self.real = queue
+
+    def send(self, body: str) -> str:
+        raise QueueUnavailable("queue down")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
 
 
 class StoreDownOnGet:
