@@ -3,7 +3,7 @@ and the one set of error handlers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -26,6 +26,7 @@ def create_app(
     components: Components | None = None,
     verifier: TokenVerifier | None = None,
     start_dispatch: bool = True,
+    kick: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The API over `components` (built from `settings` when not given). With `start_dispatch` a DispatchLoop
     drains the queue in the background for the app's lifetime and every submit kicks it; without it (tests that
@@ -37,7 +38,8 @@ def create_app(
     if verifier is None:
         verifier = build_verifier(settings)
     loop = DispatchLoop(Dispatcher(components), settings.drain_interval_s) if start_dispatch else None
-    service = JobService(components, kick=loop.kick if loop is not None else None)
+    # Without a local loop, `kick` is how a submit wakes the dispatcher elsewhere (Modal spawns its drain function).
+    service = JobService(components, kick=loop.kick if loop is not None else kick)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
