@@ -1,8 +1,12 @@
 """The sweep: the reconciler that makes every accepted job end somewhere truthful.
 
-- Outbox: a queued job whose message was never sent (enqueued_at null) is sent now. A queued job whose message went
-  out long ago (`resend_after_s`) while there is free capacity is sent again: its message may have dead-lettered. A
-  second message for the same job is harmless (the drain claims once).
+- Outbox: a queued job whose message was never sent (enqueued_at null) is sent now; the store is asked for unsent
+  jobs only, so a backlog of sent ones cannot hide them, and each sweep covers the next `batch`. A queued job whose
+  message went out long ago (`resend_after_s`) while there is free capacity is sent again: its message may have
+  dead-lettered. A second message for the same job is harmless (the drain claims once).
+- Compute of ended jobs: a cancelled or failed job that still has a launch handle `release_grace_s` after it ended is
+  checked with the launcher. Still alive (a cancel whose launcher.cancel failed or was ignored) → cancel again.
+  Ended → the handle is cleared and a "compute released" event records when that was seen. Can't tell → next sweep.
 - Lost workers: a starting or running job with no sign of life for `heartbeat_stale_s` (heartbeat, or its last write
   while starting) is checked with the launcher. Alive → left alone. Ended, or no handle → requeued (running/starting →
   queued; the next claim increments the attempt and the worker resumes from the job's last checkpoint), unless this
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from robotrain.jobs.models import ErrorCode, Job, JobError, JobStatus, utcnow
+from robotrain.jobs.models import ErrorCode, Job, JobChanges, JobError, JobStatus, utcnow
 from robotrain.jobs.service import TRANSIENT_LAUNCHER_ERRORS, apply_transition, enqueue, stop_compute
 from robotrain.wiring import Components
 
@@ -37,6 +41,8 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     alive: list[str] = field(default_factory=list)  # stale but their worker still runs
+    cancel_retried: list[str] = field(default_factory=list)  # ended jobs whose worker still ran: stopped again
+    released: list[str] = field(default_factory=list)  # ended jobs whose worker is now seen gone
     forgotten_keys: int = 0
 
 
@@ -62,6 +68,7 @@ class Sweeper:
         unsent_grace_s: float = 5.0,
         batch: int = 500,
         idempotency_ttl_s: float = 24 * 3600,
+        release_grace_s: float = 15.0,
     ):
         self._c = components
         self._settings = components.settings
@@ -75,6 +82,8 @@ class Sweeper:
         # A job created this recently may still be in the middle of its own submit's send.
         self._unsent_grace = timedelta(seconds=unsent_grace_s)
         self._batch = batch
+        # Longer than a launcher's own SIGTERM-then-SIGKILL grace, so a cancel in progress is not repeated.
+        self._release_grace = timedelta(seconds=release_grace_s)
         self._idempotency_ttl = timedelta(seconds=idempotency_ttl_s)
         self._forget_every_s = min(3600.0, idempotency_ttl_s)
         self._last_forget = -math.inf
@@ -83,6 +92,7 @@ class Sweeper:
         report = SweepReport()
         self._resend_unsent(report)
         self._recover_stale(report)
+        self._release_compute(report)
         self._forget_old_idempotency_keys(report)
         return report
 
@@ -96,16 +106,53 @@ class Sweeper:
     def _resend_unsent(self, report: SweepReport) -> None:
         now = utcnow()
         store = self._c.store
-        has_capacity = store.count(statuses=JobStatus.active()) < self._settings.max_concurrent_jobs
+        for job in store.find(statuses={JobStatus.QUEUED}, unsent=True, limit=self._batch):
+            if now - job.updated_at >= self._unsent_grace:
+                self._send(job, report)
+        if store.count(statuses=JobStatus.active()) >= self._settings.max_concurrent_jobs:
+            return  # no room: a message waiting that long is most likely just waiting
         for job in store.find(statuses={JobStatus.QUEUED}, limit=self._batch):
-            if job.enqueued_at is None:
-                due = now - job.updated_at >= self._unsent_grace
-            else:
-                due = has_capacity and now - job.enqueued_at >= self._resend_after
-            if due:
-                sent = enqueue(self._c, job)
-                if sent.enqueued_at is not None and sent.enqueued_at != job.enqueued_at:
-                    report.resent.append(job.id)
+            if job.enqueued_at is not None and now - job.enqueued_at >= self._resend_after:
+                self._send(job, report)
+
+    def _send(self, job: Job, report: SweepReport) -> None:
+        sent = enqueue(self._c, job)
+        if sent.enqueued_at is not None and sent.enqueued_at != job.enqueued_at:
+            report.resent.append(job.id)
+
+    def _release_compute(self, report: SweepReport) -> None:
+        now = utcnow()
+        ended = {JobStatus.CANCELLED, JobStatus.FAILED}
+        for job in self._c.store.find(statuses=ended, holding_compute=True, limit=self._batch):
+            if job.finished_at is not None and now - job.finished_at < self._release_grace:
+                continue
+            alive = self._is_alive(job)
+            if alive is None:
+                continue
+            if alive:
+                log.warning(
+                    "%s is %s but its worker %s still runs; stopping it again", job.id, job.status, job.launch_handle
+                )
+                stop_compute(self._c, job.launch_handle)
+                self._c.store.append_event(
+                    job.id,
+                    "log",
+                    "the worker was still running after the job ended; stopping it again",
+                    {"launch_handle": job.launch_handle},
+                )
+                report.cancel_retried.append(job.id)
+                continue
+            cleared = self._c.store.update(
+                job.id, JobChanges(launch_handle=None), expected={job.status}, expected_attempt=job.attempt
+            )
+            if cleared is not None:
+                self._c.store.append_event(
+                    job.id,
+                    "log",
+                    "compute released: the worker has stopped",
+                    {"released_at": now.isoformat(), "attempt": job.attempt},
+                )
+                report.released.append(job.id)
 
     def _recover_stale(self, report: SweepReport) -> None:
         now = utcnow()

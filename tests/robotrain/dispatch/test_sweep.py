@@ -6,7 +6,7 @@ from pathlib import Path
 
 from robotrain.dispatch.drain import Drainer
 from robotrain.dispatch.sweep import Sweeper
-from robotrain.errors import QueueUnavailable
+from robotrain.errors import LaunchError, QueueUnavailable
 from robotrain.jobs.models import JobChanges, JobStatus, utcnow
 from robotrain.jobs.service import JobService, apply_transition
 from robotrain.wiring import Components
@@ -136,3 +136,62 @@ def test_idempotency_keys_are_forgotten_after_their_time_to_live(tmp_path: Path)
     time.sleep(0.05)
     assert Sweeper(components, idempotency_ttl_s=0.01).sweep().forgotten_keys == 1
     assert service.submit("alice", fast_spec(), idempotency_key="k").id != first.id
+
+
+def test_a_backlog_of_unsent_jobs_is_sent_page_by_page_behind_sent_ones(tmp_path: Path) -> None:
+    components, service, drainer, _, launcher = setup(tmp_path)
+    sweeper = Sweeper(components, unsent_grace_s=0, batch=2)
+    older = [service.submit("alice", fast_spec()) for _ in range(3)]  # sent, and waiting in the queue
+    real_queue = components.queue
+    components.queue = DownQueue(real_queue)
+    unsent = [service.submit("bob", fast_spec()) for _ in range(5)]
+    components.queue = real_queue
+    resent: list[str] = []
+    for _ in range(3):
+        resent += sweeper.sweep().resent
+    assert resent == [job.id for job in unsent]  # the three older queued jobs did not hide them
+    assert all(components.store.get(job.id).enqueued_at is not None for job in older + unsent)
+
+
+class StubbornLauncher(FakeLauncher):
+    """launcher.cancel fails `failures` times (the platform could not be reached), then works."""
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.cancel_failures = failures
+
+    def cancel(self, handle: str) -> None:
+        if self.cancel_failures:
+            self.cancel_failures -= 1
+            raise LaunchError("the platform did not answer")
+        super().cancel(handle)
+
+
+def test_a_cancel_whose_compute_survived_is_retried_and_the_release_recorded(tmp_path: Path) -> None:
+    launcher = StubbornLauncher(failures=1)
+    components = make_components(tmp_path, launcher)
+    service, drainer = JobService(components), Drainer(components)
+    sweeper = Sweeper(components, release_grace_s=0)
+    job = service.submit("alice", fast_spec())
+    handle = start_running(components, drainer, job.id).launch_handle
+    assert service.cancel("alice", job.id).status is S.CANCELLED  # the stop failed, the cancel stands
+    assert launcher.alive[handle] is True and launcher.cancelled == []
+    first = sweeper.sweep()
+    assert first.cancel_retried == [job.id] and launcher.cancelled == [handle]
+    second = sweeper.sweep()
+    assert second.released == [job.id]
+    assert components.store.get(job.id).launch_handle is None
+    assert sweeper.sweep().released == []  # recorded once
+    released = [e for e in components.store.list_events(job.id) if e.message.startswith("compute released")]
+    assert len(released) == 1 and "released_at" in released[0].data
+
+
+def test_an_ended_job_is_left_to_its_own_cancel_during_the_grace_period(tmp_path: Path) -> None:
+    launcher = StubbornLauncher(failures=1)
+    components = make_components(tmp_path, launcher)
+    service, drainer = JobService(components), Drainer(components)
+    job = service.submit("alice", fast_spec())
+    start_running(components, drainer, job.id)
+    service.cancel("alice", job.id)
+    report = Sweeper(components, release_grace_s=60).sweep()
+    assert report.cancel_retried == [] and report.released == []
