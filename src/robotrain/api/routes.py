@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from robotrain.api.deps import CurrentUser, InternalCaller, OwnedJob, ServiceDep
 from robotrain.api.schemas import (
@@ -19,6 +19,7 @@ from robotrain.api.schemas import (
     JobOut,
     JobPage,
     MetricSeries,
+    Readiness,
 )
 from robotrain.jobs.models import JobStatus
 from robotrain.jobs.service import StatusUpdate
@@ -47,6 +48,22 @@ jobs_router = APIRouter(prefix="/jobs", tags=["jobs"])
 @health_router.get("/healthz", response_model=Health, tags=["health"])
 def healthz() -> Health:
     return Health(status="ok")
+
+
+@health_router.get(
+    "/readyz",
+    response_model=Readiness,
+    tags=["health"],
+    responses={503: {"model": Readiness, "description": "A dependency (store, queue) is unreachable"}},
+)
+def readyz(service: ServiceDep) -> JSONResponse:
+    """Whether the store and queue answer now. No auth; /healthz stays the liveness check (the process is up)."""
+    checks = service.readiness()
+    down = sorted(name for name, state in checks.items() if state == "unavailable")
+    if not down:
+        return JSONResponse({"status": "ready", "checks": checks})
+    error = {"code": "service_unavailable", "message": f"not ready: {', '.join(down)} unavailable"}
+    return JSONResponse({"status": "unavailable", "checks": checks, "error": error}, status_code=503)
 
 
 @jobs_router.post(

@@ -97,3 +97,9 @@ class ArtifactList(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description='"ready", or "unavailable" (HTTP 503) when a dependency does not answer.')
+    checks: dict[str, str] = Field(description='Per dependency (store, queue): "ok", "unavailable" or "unchecked".')
+    error: ErrorInfo | None = Field(None, description="Present when not ready, in the one error shape.")

@@ -21,6 +21,7 @@ from robotrain.errors import (
     JobNotFound,
     LaunchError,
     QueueUnavailable,
+    ServiceUnavailable,
     StoreUnavailable,
 )
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, Page, new_job_id, utcnow
@@ -190,6 +191,27 @@ class JobService:
                     stop_compute(self._components, updated.launch_handle)
                 return updated
         raise JobConflict(f"job {job_id} kept changing; try again")
+
+    # --- readiness ---------------------------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, str]:
+        """Each dependency's state for GET /readyz: "ok", "unavailable" (its ping raised ServiceUnavailable; the
+        reason is logged, not shown, since the route needs no auth), or "unchecked" for an adapter without ping().
+        Never raises for an outage: the server keeps serving what it can while a dependency is down."""
+        checks: dict[str, str] = {}
+        for name, adapter in (("store", self._store), ("queue", self._components.queue)):
+            ping = getattr(adapter, "ping", None)
+            if ping is None:
+                checks[name] = "unchecked"
+                continue
+            try:
+                ping()
+            except ServiceUnavailable as exc:
+                log.warning("readiness: the %s is unavailable: %s", name, exc.message)
+                checks[name] = "unavailable"
+            else:
+                checks[name] = "ok"
+        return checks
 
     # --- queries -----------------------------------------------------------------------------------------------
 

@@ -178,3 +178,30 @@ def test_artifacts_are_listed_and_served_for_the_owner_only(service, components)
         service.artifact_file("alice", job.id, "../robotrain.sqlite3")
     with pytest.raises(JobNotFound):
         service.artifact_file("bob", job.id, "result.json")
+
+
+def test_readiness_is_ok_when_the_store_and_queue_answer(service) -> None:
+    assert service.readiness() == {"store": "ok", "queue": "ok"}
+
+
+def test_readiness_names_the_dependency_that_does_not_answer(components) -> None:
+    class QueueDown:  # the queue's ping fails as the adapters report an outage
+        def __init__(self, queue):
+            self._queue = queue
+
+        def ping(self) -> None:
+            raise QueueUnavailable("connection refused")
+
+        def __getattr__(self, name):
+            return getattr(self._queue, name)
+
+    components.queue = QueueDown(components.queue)
+    assert JobService(components).readiness() == {"store": "ok", "queue": "unavailable"}
+
+
+def test_readiness_of_an_adapter_without_ping_is_unchecked(components) -> None:
+    class NoPing:
+        send = receive = delete = change_visibility = None
+
+    components.queue = NoPing()
+    assert JobService(components).readiness()["queue"] == "unchecked"
