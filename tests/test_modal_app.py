@@ -1,0 +1,229 @@
+"""modal_app.py offline: importing it needs no token and no network, each function is declared as designed, and the
+function bodies run locally (`.local()`) against the embedded adapters, training for real on CPU.
+
+Modal itself cannot run here, so three Modal objects are replaced at the module level by in-repo fakes that record
+what the code asks of them: the Volume (commit/reload), the `train` function when the drain spawns it, and the
+`drain` function when a submit or a finished attempt kicks it. Everything else is real."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from robotrain.auth.local_keys import LocalKeys
+from robotrain.jobs.models import JobStatus
+from robotrain.settings import Settings
+from robotrain.wiring import build_components
+
+# `.local()` warns that mounted volumes are not available locally: expected, the Volume is the fake below.
+pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally:UserWarning")
+
+TINY_SPEC: dict[str, Any] = {
+    "name": "modal local",
+    "policy": {"type": "mlp", "hidden_dims": [32, 32]},
+    "dataset": {"uri": "builtin://push2d?episodes=5"},
+    "training": {"steps": 20, "batch_size": 16, "checkpoint_every": 10, "log_every": 5, "device": "cpu"},
+    "eval": {"env": "push2d", "episodes": 4},
+    "compute": {"gpu": "H100", "timeout_minutes": 7},
+}
+CLOUD_VARIABLES = (
+    "SUPABASE_URL",
+    "SUPABASE_KEY",
+    "SQS_QUEUE_URL",
+    "CLERK_JWT_KEY",
+    "CLERK_JWKS_URL",
+    "CLERK_PUBLISHABLE_KEY",
+    "CLERK_SECRET_KEY",
+    "ROBOTRAIN_LAUNCHER",
+    "ROBOTRAIN_DEFAULT_GPU",
+)
+
+
+@pytest.fixture(scope="module")
+def modal_app() -> types.ModuleType:
+    sys.modules.pop("modal_app", None)
+    return importlib.import_module("modal_app")
+
+
+class FakeVolume:
+    def __init__(self) -> None:
+        self.commits = 0
+        self.reloads = 0
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def reload(self) -> None:
+        self.reloads += 1
+
+
+class FakeCall:
+    def __init__(self, object_id: str) -> None:
+        self.object_id = object_id
+
+
+class FakeFunction:
+    """Records spawns (and per-call options) instead of starting containers."""
+
+    def __init__(self) -> None:
+        self.spawned: list[tuple] = []
+        self.options: list[dict] = []
+
+    def with_options(self, **options: Any) -> FakeFunction:
+        self.options.append(options)
+        return self
+
+    def spawn(self, *args: Any) -> FakeCall:
+        self.spawned.append(args)
+        return FakeCall(f"fc-{len(self.spawned)}")
+
+
+@pytest.fixture
+def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The environment a container would have, pointed at the embedded adapters in a temp dir."""
+    for name in CLOUD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROBOTRAIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ROBOTRAIN_ARTIFACTS_DIR", str(tmp_path / "volume" / "jobs"))
+    monkeypatch.setenv("ROBOTRAIN_DATASET_CACHE_DIR", str(tmp_path / "datasets"))
+    return Settings()
+
+
+@pytest.fixture
+def fakes(modal_app: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    volume, train, drain = FakeVolume(), FakeFunction(), FakeFunction()
+    real = {"train": modal_app.train, "drain": modal_app.drain, "api": modal_app.api}
+    monkeypatch.setattr(modal_app, "volume", volume)
+    monkeypatch.setattr(modal_app, "train", train)
+    monkeypatch.setattr(modal_app, "drain", drain)
+    return {"volume": volume, "train": train, "drain": drain, "real": real}
+
+
+# --- declarations ------------------------------------------------------------------------------------------------
+
+
+def test_the_gpu_worker_covers_a_default_job_and_survives_preemption(modal_app):
+    info = modal_app.train.info()
+
+    assert info.gpus == [("A10G", 1)]
+    assert info.timeout >= 60 * 60
+    assert info.max_retries >= 3
+    assert info.single_use_containers is True
+    assert {path: mount.name for path, mount in info.volumes.items()} == {"/artifacts": "robotrain-artifacts"}
+    assert info.secrets == ["modal.Secret.from_name('robotrain')"]
+
+
+def test_the_drain_runs_every_minute_without_a_gpu(modal_app):
+    info = modal_app.drain.info()
+
+    assert info.schedule == "Period(minutes=1)"
+    assert info.gpus == []
+    assert info.max_retries is None
+    assert "/artifacts" in info.volumes
+    assert info.secrets == ["modal.Secret.from_name('robotrain')"]
+
+
+def test_the_api_is_a_web_endpoint_with_the_volume_and_secret(modal_app):
+    info = modal_app.api.info()
+
+    assert info.web_info is not None
+    assert info.gpus == []
+    assert "/artifacts" in info.volumes
+    assert info.secrets == ["modal.Secret.from_name('robotrain')"]
+
+
+def test_the_default_gpu_comes_from_settings(monkeypatch):
+    monkeypatch.setenv("ROBOTRAIN_DEFAULT_GPU", "L4")
+    sys.modules.pop("modal_app", None)
+    try:
+        reloaded = importlib.import_module("modal_app")
+        assert reloaded.train.info().gpus == [("L4", 1)]
+    finally:
+        sys.modules.pop("modal_app", None)
+
+
+# --- bodies, run locally -----------------------------------------------------------------------------------------
+
+
+def test_a_submit_through_the_api_kicks_the_drain_function(local_env, fakes):
+    app = fakes["real"]["api"].local()
+    token = LocalKeys(local_env.data_dir).mint("alice")
+
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.post("/jobs", json=TINY_SPEC, headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    assert fakes["drain"].spawned == [()]
+
+
+def test_drain_spawns_train_with_the_jobs_gpu_then_train_runs_the_attempt_for_real(local_env, fakes):
+    components = build_components(local_env)
+    app = fakes["real"]["api"].local()
+    token = LocalKeys(local_env.data_dir).mint("alice")
+    with TestClient(app) as client:
+        job_id = client.post("/jobs", json=TINY_SPEC, headers={"Authorization": f"Bearer {token}"}).json()["id"]
+
+    fakes["real"]["drain"].local()
+
+    assert fakes["train"].spawned == [(job_id, 1)]
+    assert fakes["train"].options[0]["gpu"] == "H100"
+    assert fakes["train"].options[0]["timeout"] >= 7 * 60
+    starting = components.store.get(job_id)
+    assert starting.status is JobStatus.STARTING and starting.launch_handle == "fc-1"
+
+    fakes["drain"].spawned.clear()
+    fakes["real"]["train"].local(job_id, 1)
+
+    done = components.store.get(job_id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert "pc_success" in done.result["eval"]
+    checkpoint = local_env.resolved_artifacts_dir / job_id / done.result["checkpoint"]
+    assert (checkpoint / "pretrained_model" / "model.safetensors").is_file()
+    assert fakes["volume"].commits >= 2  # after each checkpoint and at the end
+    assert fakes["drain"].spawned == [()]  # the freed slot is offered to the next job at once
+
+
+def test_a_restarted_input_takes_over_its_running_attempt(local_env, fakes):
+    """Modal re-runs the same input after a preemption: the job is still `running` at that attempt."""
+    components = build_components(local_env)
+    app = fakes["real"]["api"].local()
+    token = LocalKeys(local_env.data_dir).mint("alice")
+    with TestClient(app) as client:
+        job_id = client.post("/jobs", json=TINY_SPEC, headers={"Authorization": f"Bearer {token}"}).json()["id"]
+    fakes["real"]["drain"].local()
+    from robotrain.jobs.service import apply_transition
+
+    apply_transition(components.store, components.store.get(job_id), JobStatus.RUNNING)  # the preempted run
+
+    fakes["real"]["train"].local(job_id, 1)
+
+    done = components.store.get(job_id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempt == 1
+    messages = [event.message for event in components.store.list_events(job_id)]
+    assert any("restarted by the platform" in message for message in messages)
+
+
+def test_api_reads_artifacts_from_the_reloaded_volume(local_env, fakes):
+    app = fakes["real"]["api"].local()
+    token = LocalKeys(local_env.data_dir).mint("alice")
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        job_id = client.post("/jobs", json=TINY_SPEC, headers=headers).json()["id"]
+        job_dir = local_env.resolved_artifacts_dir / job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "result.json").write_text("{}")
+        listing = client.get(f"/jobs/{job_id}/artifacts", headers=headers)
+        escape = client.get(f"/jobs/{job_id}/artifacts/..%2F..%2Fdata%2Frobotrain.sqlite3", headers=headers)
+
+    assert listing.status_code == 200
+    assert {"path": "result.json", "size": 2} in listing.json()["data"]
+    assert escape.status_code == 404
+    assert fakes["volume"].reloads >= 1
