@@ -6,11 +6,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from torch import Tensor
-
-from training.data.dataset import PolicyFeatures
-
 if TYPE_CHECKING:
+    from torch import Tensor
+
+    from training.data.dataset import PolicyFeatures
     from training.policies.base import Policy
     from training.policies.configuration_base import PolicyConfigBase
 
