@@ -253,6 +253,10 @@ class SqsJobQueue:
 
     # --- extras ------------------------------------------------------------------------------------------------
 
+    def ping(self) -> None:
+        """One cheap call (the queue's ARN) for readiness checks; QueueUnavailable when SQS does not answer."""
+        self._call("get_queue_attributes", QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+
     def approximate_depth(self) -> dict[str, int]:
         """Visible, in-flight and delayed message counts (approximate, as SQS reports them)."""
         names = {

@@ -38,6 +38,9 @@ class JobQueueContract:
         """A fresh, empty queue with `self.max_receives` and `self.default_visibility_timeout_s`. Override it."""
         raise NotImplementedError
 
+    def test_ping_answers_when_the_queue_is_reachable(self, queue: JobQueue) -> None:
+        queue.ping()
+
     def dead_letter_bodies(self, queue: JobQueue) -> list[str]:
         """The bodies that ended in the dead-letter queue."""
         return [letter.body for letter in queue.dead_letters()]

@@ -169,6 +169,13 @@ def test_an_unreachable_endpoint_fails_fast_with_queue_unavailable(aws_env: str)
     assert time.monotonic() - started < 5
 
 
+def test_ping_of_an_unreachable_endpoint_is_queue_unavailable(aws_env: str):
+    closed = f"http://127.0.0.1:{free_port()}"
+    queue = SqsJobQueue(f"{closed}/123456789012/q", region=REGION, endpoint_url=closed, backoff_s=0.01)
+    with pytest.raises(QueueUnavailable):
+        queue.ping()
+
+
 class _FaultyFront:
     """An HTTP server in front of moto: answers the first `failures` requests with `status` and an SQS JSON error
     of type `code`, then forwards every request to moto unchanged. Counts the requests it saw."""
