@@ -21,6 +21,7 @@ from robotrain.errors import (
     JobNotFound,
     LaunchError,
     QueueUnavailable,
+    RateLimited,
     ServiceUnavailable,
     StoreUnavailable,
 )
@@ -45,6 +46,10 @@ TRANSIENT_LAUNCHER_ERRORS: tuple[type[BaseException], ...] = (LaunchError, OSErr
 _CAS_RETRIES = 5
 # A concurrent request with the same Idempotency-Key may still be creating its job; wait this long for it.
 _IDEMPOTENT_WAIT_S = 2.0
+# Statuses that count against a user's cap at submit: everything not finished.
+_UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.STARTING, JobStatus.RUNNING})
+# Retry-After for a user at the cap: a guess at how soon one of their jobs ends; they may also cancel one.
+_ACTIVE_CAP_RETRY_AFTER_S = 30
 
 
 def apply_transition(
@@ -139,6 +144,8 @@ class JobService:
         (and the same spec) is returned again; the same key with another spec is IdempotencyConflict."""
         spec_json = spec.model_dump(mode="json")
         job_id = new_job_id()
+        # Checked before the key is remembered, so a refused submit leaves no key behind pointing at no job.
+        self._check_active_cap(user_id)
         if idempotency_key is not None:
             request_hash = _request_hash(spec_json)
             stored_hash, stored_job_id = self._store.remember_idempotency_key(
@@ -169,6 +176,7 @@ class JobService:
         job = self.get(user_id, job_id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobConflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
+        self._check_active_cap(user_id)
         return self._create_and_enqueue(user_id, job.spec, name=job.name, job_id=new_job_id(), retry_of=job.id)
 
     def set_status(self, job_id: str, update: StatusUpdate) -> Job:
@@ -243,6 +251,19 @@ class JobService:
         return self._components.artifacts.resolve(job_id, path)
 
     # --- internals ---------------------------------------------------------------------------------------------
+
+    def _check_active_cap(self, user_id: str) -> None:
+        """RateLimited when the user already has max_active_jobs_per_user unfinished (queued, starting or running)
+        jobs. A count then a create, so concurrent submits may pass it together by a few; the drain's atomic claim
+        still bounds what runs."""
+        cap = self._components.settings.max_active_jobs_per_user
+        unfinished = self._store.count(statuses=_UNFINISHED, user_id=user_id)
+        if unfinished >= cap:
+            raise RateLimited(
+                f"you have {unfinished} unfinished jobs and the limit is {cap}; "
+                "wait for one to finish or cancel one, then submit again",
+                retry_after_s=_ACTIVE_CAP_RETRY_AFTER_S,
+            )
 
     def _create_and_enqueue(
         self, user_id: str, spec: dict[str, Any], *, name: str, job_id: str, retry_of: str | None = None
