@@ -1,5 +1,5 @@
-"""The FastAPI application: components, the JobService, the local dispatch loop's lifetime, the body size limit,
-and the one set of error handlers."""
+"""The FastAPI application: components, the JobService, the local dispatch loop's lifetime, the middleware (security
+headers, CORS, body size limit), the submit rate limiter, and the one set of error handlers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from robotrain.api.errors import install_error_handlers
-from robotrain.api.middleware import BodySizeLimit
+from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
+from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
 from robotrain.auth import build_verifier
 from robotrain.dispatch import Dispatcher, DispatchLoop
@@ -62,8 +64,15 @@ def create_app(
     app.state.service = service
     app.state.verifier = verifier
     app.state.dispatch_loop = loop
+    app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(jobs_router)
+    # The last added runs first: security headers wrap everything (413s and CORS preflights included), and CORS
+    # wraps the size limit so a browser can read its 413.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    cors = cors_middleware_options(settings.cors_origins)
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **cors)
+    app.add_middleware(SecurityHeaders)
     return app

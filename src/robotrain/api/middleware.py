@@ -1,9 +1,18 @@
-"""The request body size limit, enforced before anything parses the body: a declared Content-Length over the limit
-is refused at once, and a body streamed without one (chunked) is counted as it arrives and refused the moment it
-passes the limit. Within the limit the body is buffered and replayed to the app unchanged."""
+"""ASGI middleware around the whole app.
+
+- BodySizeLimit: the request body size limit, enforced before anything parses the body: a declared Content-Length
+  over the limit is refused at once, and a body streamed without one (chunked) is counted as it arrives and refused
+  the moment it passes the limit. Within the limit the body is buffered and replayed to the app unchanged.
+- SecurityHeaders: the standard response headers on every response, errors included.
+- cors_middleware_options: CORS for the configured origins only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from robotrain.api.errors import error_response
@@ -65,3 +74,64 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+# The JSON API loads nothing and is never framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# FastAPI's /docs and /redoc pages pull Swagger UI / ReDoc from jsDelivr and start them with an inline script.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+class SecurityHeaders:
+    """Adds to every response: X-Content-Type-Options nosniff, X-Frame-Options DENY, Referrer-Policy no-referrer, a
+    Content-Security-Policy (the strict API one; a looser one for the docs pages), Cache-Control no-store (responses
+    carry one user's jobs and files; no shared cache may keep them), and Strict-Transport-Security when the request
+    came over https (directly, or through a proxy whose X-Forwarded-Proto uvicorn trusts)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["Content-Security-Policy"] = csp
+                headers["Cache-Control"] = "no-store"
+                if https:
+                    headers["Strict-Transport-Security"] = HSTS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def cors_middleware_options(origins: Sequence[str]) -> dict[str, Any] | None:
+    """Options for Starlette's CORSMiddleware, or None (no CORS at all) when no origin is configured. Credentials
+    (the `__session` cookie) are allowed only with explicit origins: never together with `*`."""
+    origins = [origin.rstrip("/") for origin in origins if origin.strip()]
+    if not origins:
+        return None
+    wildcard = "*" in origins
+    return {
+        "allow_origins": ["*"] if wildcard else origins,
+        "allow_credentials": not wildcard,
+        "allow_methods": ["GET", "POST", "PUT"],
+        "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key"],
+        "expose_headers": ["Retry-After", "Content-Disposition"],
+        "max_age": 600,
+    }

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import FileResponse, JSONResponse
 
 from robotrain.api.deps import CurrentUser, InternalCaller, OwnedJob, ServiceDep
+from robotrain.api.rate_limit import SubmitRateLimit
 from robotrain.api.schemas import (
     ArtifactList,
     ArtifactOut,
@@ -35,6 +36,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "The job's status does not allow this",
         413: "Body over the size limit",
         422: "Invalid input; `details` names each field",
+        429: "Too many submissions, or too many active jobs; see Retry-After",
         503: "A dependency (identity provider, store, queue) is unreachable",
     }
     return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
@@ -67,9 +69,14 @@ def readyz(service: ServiceDep) -> JSONResponse:
 
 
 @jobs_router.post(
-    "", status_code=202, response_model=JobOut, responses=_errors(400, *USER, 409, 413, 422), summary="Submit a job"
+    "",
+    status_code=202,
+    response_model=JobOut,
+    dependencies=[SubmitRateLimit],
+    responses=_errors(400, *USER, 409, 413, 422, 429),
+    summary="Submit a job",
 )
-@jobs_router.post("/", status_code=202, response_model=JobOut, include_in_schema=False)
+@jobs_router.post("/", status_code=202, response_model=JobOut, dependencies=[SubmitRateLimit], include_in_schema=False)
 def submit_job(
     spec: TrainSpec,
     user: CurrentUser,
@@ -113,7 +120,13 @@ def cancel_job(job_id: str, user: CurrentUser, service: ServiceDep) -> JobOut:
     return JobOut.of(service.cancel(user, job_id))
 
 
-@jobs_router.post("/{job_id}/retry", status_code=202, response_model=JobOut, responses=_errors(*USER, 404, 409, 422))
+@jobs_router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobOut,
+    dependencies=[SubmitRateLimit],
+    responses=_errors(*USER, 404, 409, 422, 429),
+)
 def retry_job(job_id: str, user: CurrentUser, service: ServiceDep) -> JobOut:
     return JobOut.of(service.retry(user, job_id))
 

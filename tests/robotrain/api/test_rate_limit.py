@@ -1,0 +1,137 @@
+"""The per-user submit rate limit (a token bucket) and the per-user cap on unfinished jobs, over HTTP on real
+embedded components, and the bucket's arithmetic on a controlled clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from robotrain.api.app import create_app
+from robotrain.api.rate_limit import SubmitRateLimiter
+from robotrain.errors import RateLimited
+from robotrain.jobs.models import JobStatus
+from robotrain.jobs.service import claim
+from robotrain.settings import Settings
+from robotrain.wiring import build_components
+from tests.robotrain.api.conftest import INTERNAL_TOKEN, VALID_SPEC, seed_keys
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_full_bucket_allows_a_burst_of_the_per_minute_rate_then_refuses() -> None:
+    limiter = SubmitRateLimiter(3, clock=ManualClock())
+    for _ in range(3):
+        limiter.take("alice")
+    with pytest.raises(RateLimited) as refused:
+        limiter.take("alice")
+    assert refused.value.headers["Retry-After"] == "20"  # one token every 60/3 s
+
+
+def test_tokens_come_back_at_the_per_minute_rate() -> None:
+    clock = ManualClock()
+    limiter = SubmitRateLimiter(6, clock=clock)  # a token every 10 s
+    for _ in range(6):
+        limiter.take("alice")
+    clock.now += 4
+    with pytest.raises(RateLimited) as refused:
+        limiter.take("alice")
+    assert refused.value.headers["Retry-After"] == "6"
+    clock.now += 6
+    limiter.take("alice")
+    with pytest.raises(RateLimited):
+        limiter.take("alice")
+
+
+def test_each_user_has_their_own_bucket() -> None:
+    limiter = SubmitRateLimiter(1, clock=ManualClock())
+    limiter.take("alice")
+    limiter.take("bob")
+    with pytest.raises(RateLimited):
+        limiter.take("alice")
+
+
+def test_an_idle_user_never_holds_more_than_the_burst() -> None:
+    clock = ManualClock()
+    limiter = SubmitRateLimiter(2, clock=clock)
+    limiter.take("alice")
+    clock.now += 3600
+    limiter.take("alice")
+    limiter.take("alice")
+    with pytest.raises(RateLimited):
+        limiter.take("alice")
+
+
+@pytest.fixture
+def limited_client(tmp_path: Path, key_dir: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    seed_keys(key_dir, tmp_path)
+    settings = Settings(data_dir=tmp_path, internal_token=INTERNAL_TOKEN, **request.param)
+    app = create_app(settings, components=build_components(settings), start_dispatch=False)
+    with TestClient(app) as client:
+        yield client
+
+
+def _assert_429(response, code: str = "rate_limited") -> dict:
+    assert response.status_code == 429, response.text
+    assert int(response.headers["Retry-After"]) >= 1
+    error = response.json()["error"]
+    assert error["code"] == code
+    return error
+
+
+@pytest.mark.parametrize("limited_client", [{"submit_rate_per_minute": 2}], indirect=True)
+def test_submitting_faster_than_the_rate_is_429_with_retry_after(
+    limited_client: TestClient, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    for _ in range(2):
+        assert limited_client.post("/jobs", json=VALID_SPEC, headers=alice).status_code == 202
+    error = _assert_429(limited_client.post("/jobs/", json=VALID_SPEC, headers=alice))
+    assert "per minute" in error["message"]
+    # Another user's bucket is untouched, and reading is not limited.
+    assert limited_client.post("/jobs", json=VALID_SPEC, headers=bob).status_code == 202
+    assert limited_client.get("/jobs", headers=alice).status_code == 200
+    assert len(limited_client.get("/jobs", headers=alice).json()["data"]) == 2
+
+
+@pytest.mark.parametrize("limited_client", [{"submit_rate_per_minute": 1}], indirect=True)
+def test_retry_spends_from_the_same_bucket(limited_client: TestClient, alice: dict[str, str]) -> None:
+    job_id = limited_client.post("/jobs", json=VALID_SPEC, headers=alice).json()["id"]
+    assert limited_client.post(f"/jobs/{job_id}/cancel", headers=alice).status_code == 200
+    _assert_429(limited_client.post(f"/jobs/{job_id}/retry", headers=alice))
+
+
+@pytest.mark.parametrize("limited_client", [{"max_active_jobs_per_user": 2}], indirect=True)
+def test_a_user_at_the_unfinished_jobs_cap_gets_429_until_one_ends(
+    limited_client: TestClient, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    first = limited_client.post("/jobs", json=VALID_SPEC, headers=alice).json()
+    second = limited_client.post("/jobs", json=VALID_SPEC, headers=alice).json()
+    # Starting and running count as much as queued.
+    store = limited_client.app.state.components.store
+    assert claim(store, store.get(second["id"]), max_active=5, max_active_per_user=5) is not None
+    error = _assert_429(limited_client.post("/jobs", json=VALID_SPEC, headers=alice))
+    assert "2 unfinished jobs" in error["message"] and "limit is 2" in error["message"]
+    # A refused submit with an Idempotency-Key leaves no key behind: the same key works once there is room.
+    headers = alice | {"Idempotency-Key": "k1"}
+    _assert_429(limited_client.post("/jobs", json=VALID_SPEC, headers=headers))
+    assert limited_client.post("/jobs", json=VALID_SPEC, headers=bob).status_code == 202
+
+    assert limited_client.post(f"/jobs/{first['id']}/cancel", headers=alice).status_code == 200
+    third = limited_client.post("/jobs", json=VALID_SPEC, headers=headers)
+    assert third.status_code == 202, third.text
+    # At the cap again: a retry (which creates a job) is refused too, and so is a replay of the key (the cap is
+    # checked before the key is looked up); nothing is created twice.
+    _assert_429(limited_client.post(f"/jobs/{first['id']}/retry", headers=alice))
+    _assert_429(limited_client.post("/jobs", json=VALID_SPEC, headers=headers))
+    statuses = [job["status"] for job in limited_client.get("/jobs", headers=alice).json()["data"]]
+    assert sorted(statuses) == sorted([JobStatus.QUEUED, JobStatus.STARTING, JobStatus.CANCELLED])
+    assert limited_client.post(f"/jobs/{second['id']}/cancel", headers=alice).status_code == 200
+    assert limited_client.post("/jobs", json=VALID_SPEC, headers=headers).json()["id"] == third.json()["id"]
