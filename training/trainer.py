@@ -34,7 +34,7 @@ from training.data.sampler import WindowSampler, split_episodes
 from training.data.sources import load_dataset
 from training.device import resolve_device
 from training.envs import make_env
-from training.errors import CheckpointError, EnvironmentError_, TrainingError
+from training.errors import CheckpointError, DatasetError, EnvironmentError_, TrainingError
 from training.evaluate import evaluate, isolated_rng
 from training.optim import (
     Ema,
@@ -243,7 +243,10 @@ class _Run:
             self.dataset.num_episodes, spec.dataset.val_fraction, seed
         )
         self.stats = _stats_tensors(self.dataset, self.features)
-        self.policy: Policy = make_policy(spec.policy, self.features, self.stats).to(self.device)
+        try:
+            self.policy: Policy = make_policy(spec.policy, self.features, self.stats).to(self.device)
+        except ValueError as exc:  # the policy cannot use these features (e.g. no observation at all)
+            raise DatasetError(f"dataset {self.dataset.root} cannot train a {spec.policy.type} policy: {exc}") from exc
         self.policy.train()
         obs_deltas = self.policy.observation_delta_indices
         action_deltas = self.policy.action_delta_indices
@@ -262,6 +265,7 @@ class _Run:
 
         if self.resume_from is not None:
             self._restore(load_training_state(self.resume_from))
+            self._drop_rows_after(self.step)
             self.reporter.log(f"resumed from {self.resume_from} at step {self.step}")
         self.reporter.log(
             f"training {spec.policy.type} on {spec.dataset.uri}: {self.dataset.num_episodes} episodes "
@@ -342,6 +346,22 @@ class _Run:
         self.pending.update(scalars)
         self.latest_eval = {k.removeprefix("eval/"): v for k, v in scalars.items()}
         return scalars
+
+    def _drop_rows_after(self, step: int) -> None:
+        """Forget metric rows logged after the checkpoint being resumed: those steps run again."""
+        path = self.out_dir / METRICS_FILE
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:  # a line cut short by a crash
+                continue
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
 
     def _write_row(self, row: dict) -> None:
         with open(self.out_dir / METRICS_FILE, "a") as f:

@@ -134,6 +134,8 @@ def test_resume_skips_a_corrupt_newest_checkpoint(tmp_path, dataset_cache):
     result = run(_spec(TINY_MLP, steps=6, checkpoint_every=2), tmp_path, reporter, cache_dir=dataset_cache)
     assert result.resumed_from_step == 2 and result.steps_done == 6
     assert any("skipping checkpoint 000004" in m for m in reporter.messages)
+    # The row logged at step 4 belonged to the discarded attempt: steps 3-4 ran again.
+    assert [row["step"] for row in _rows(tmp_path)] == [5, 6]
 
 
 def _final_tensors(out_dir, step):
