@@ -98,7 +98,7 @@ def main() -> int:
         heartbeat_stale_s=120.0,
     )
     components = build_components(settings)
-    launcher = ThreadLauncher(args.concurrency)
+    launcher = ThreadLauncher(args.concurrency, on_exit=lambda: kick_loop())  # kick_loop is defined with the loop
     components.launcher = launcher
     launcher.bind(components)
     counter = CountingTrainer(training.trainer.run)
@@ -109,6 +109,10 @@ def main() -> int:
     baseline = baseline_jobs_per_s(spec, args.baseline_jobs, args.concurrency, root / "baseline")
 
     loop = DispatchLoop(Dispatcher(components), settings.drain_interval_s)
+
+    def kick_loop() -> None:  # a worker slot is free: drain now, as the server does after a submit
+        loop.kick()
+
     service = JobService(components, kick=loop.kick)
     loop.start()
     accepted: list[str] = []

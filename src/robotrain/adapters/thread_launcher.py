@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class ThreadLauncher:
-    def __init__(self, max_workers: int):
+    def __init__(self, max_workers: int, *, on_exit: Callable[[], None] | None = None):
+        """`on_exit` is called after each attempt ends (e.g. DispatchLoop.kick: a slot is free, drain now)."""
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="worker")
@@ -35,6 +37,7 @@ class ThreadLauncher:
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
+        self._on_exit = on_exit
 
     def bind(self, components: Components) -> None:
         """The components the workers use (they include this launcher, so they are given after construction)."""
@@ -78,3 +81,6 @@ class ThreadLauncher:
             run_worker(self._components, job_id, attempt)
         except Exception:  # noqa: BLE001 - a worker's top level: log it; the sweep ends the job (worker_lost)
             log.exception("worker thread for %s attempt %d crashed", job_id, attempt)
+        finally:
+            if self._on_exit is not None:
+                self._on_exit()
