@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,11 @@ import httpx
 import pytest
 from safetensors.numpy import load as load_safetensors
 
+from robotrain.adapters.sqs_queue import create_queue_with_dlq
 from robotrain.auth.local_keys import LocalKeys
+from tests.support import moto
+
+MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +92,8 @@ class Stack:
     log_path: Path
     process: subprocess.Popen | None = None
     job_ids: list[str] = field(default_factory=list)
+    # Extra environment selecting cloud adapters (the Supabase store, the SQS queue); empty for embedded defaults.
+    adapters_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -104,6 +111,7 @@ class Stack:
             # One BLAS thread per worker: this CPU is shared, and oversubscribed torch threads only slow it down.
             OMP_NUM_THREADS="1",
         )
+        env.update(self.adapters_env)
         return env
 
     def start(self) -> None:
@@ -174,10 +182,13 @@ class User:
             raise AssertionError(f"{exc}\njob: {self.job(job_id)}\nevents: {events}\n{self.stack.log_tail()}") from None
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["embedded", "supabase+sqs"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The same checks on embedded defaults and on the production store and queue: the Supabase store through the
+    PostgREST-subset server over real PostgreSQL, and SQS on a moto server (both on 127.0.0.1)."""
     root = tmp_path_factory.mktemp("e2e")
-    stack = Stack(data_dir=root / "data", port=_free_port(), log_path=root / "server.log")
+    adapters_env = cloud_adapters_env(request) if request.param == "supabase+sqs" else {}
+    stack = Stack(data_dir=root / "data", port=_free_port(), log_path=root / "server.log", adapters_env=adapters_env)
     stack.start()
     try:
         yield stack
@@ -187,6 +198,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for job_id in stack.job_ids:
             for pid in worker_pids(job_id):
                 os.kill(pid, signal.SIGKILL)
+
+
+def cloud_adapters_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    supabase = request.getfixturevalue("supabase_stack")
+    supabase.truncate()
+    moto_endpoint = request.getfixturevalue("moto_endpoint")
+    queue_url, _ = create_queue_with_dlq(
+        {"region": "us-east-1", "endpoint_url": moto_endpoint, **MOTO_CREDENTIALS},
+        f"e2e-{uuid.uuid4().hex[:12]}",
+        max_receive_count=5,
+    )
+    return {
+        "SUPABASE_URL": supabase.url,
+        "SUPABASE_KEY": supabase.service_key,
+        "SQS_QUEUE_URL": queue_url,
+        "AWS_ENDPOINT_URL_SQS": moto_endpoint,
+        **moto.FAKE_CREDENTIALS,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +315,15 @@ def test_cancel_a_running_job_then_retry_it(stack: Stack, alice: User) -> None:
     # Not trained again here: cancelling it frees the machine (queued or starting, both cancel at once).
     assert alice.request("POST", f"/jobs/{new['id']}/cancel").status_code == 200
     wait_for(lambda: not worker_pids(new["id"]), 10, "the retry's worker to exit")
+
+
+def test_the_jobs_live_in_the_selected_store(request: pytest.FixtureRequest, stack: Stack) -> None:
+    """Guards against a silent fallback to SQLite when the cloud variables are set (and vice versa)."""
+    sqlite_file = stack.data_dir / "robotrain.sqlite3"
+    if not stack.adapters_env:
+        assert sqlite_file.exists()
+        return
+    supabase = request.getfixturevalue("supabase_stack")
+    rows = supabase.admin.execute("select id from public.jobs").fetchall()
+    assert set(stack.job_ids) <= {row[0] for row in rows}
+    assert not sqlite_file.exists()
