@@ -9,6 +9,7 @@ The job's artifact directory is the training out_dir, so a requeued attempt resu
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from robotrain.dispatch.reporter import STOP_TERMINATED, STOP_TIMEOUT, JobReporter
-from robotrain.jobs.models import ErrorCode, Job, JobError, JobStatus
+from robotrain.jobs.models import ErrorCode, Job, JobError, JobStatus, Progress
 from robotrain.jobs.service import apply_transition, enqueue
 from robotrain.wiring import Components
 
@@ -103,7 +104,13 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
         if requeued is not None:
             enqueue(components, requeued)
     elif reason is None:
-        apply_transition(store, running, JobStatus.SUCCEEDED, result=job_result(result))
+        # The final progress comes from the result: an attempt that resumed at the last step reports no progress.
+        final = Progress(
+            step=result.steps_done,
+            total_steps=spec.training.steps,
+            metrics={name: value for name, value in result.final_metrics.items() if math.isfinite(value)},
+        )
+        apply_transition(store, running, JobStatus.SUCCEEDED, result=job_result(result), progress=final)
     # cancelled or superseded: the job is someone else's business now.
 
 
