@@ -88,6 +88,14 @@ class Stack:
         self.dispatcher.drain_once()
         self.dispatcher.sweep()
 
+    def run_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not reached after {timeout_s} s")
+            self.tick()
+            time.sleep(0.05)
+
     def run_until_terminal(self, job_ids: Iterable[str], timeout_s: float = 60) -> list[Job]:
         ids = list(job_ids)
         deadline = time.monotonic() + timeout_s

@@ -5,6 +5,7 @@ none run twice, every job terminal with a truthful status and error."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -16,7 +17,7 @@ from robotrain.auth.local_keys import LocalKeys
 from robotrain.dispatch.drain import Drainer
 from robotrain.dispatch.loop import Dispatcher
 from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
-from robotrain.jobs.models import JobStatus
+from robotrain.jobs.models import JobChanges, JobStatus, utcnow
 from robotrain.jobs.service import job_message
 from robotrain.wiring import Components
 from tests.faults.harness import TrainingRuns, assert_truthful, build_stack, tiny_spec
@@ -149,3 +150,37 @@ def test_a_cancel_racing_with_the_claim_wins_and_nothing_trains(tmp_path: Path, 
     for job in (real_store.get(after.id),):
         assert job.launch_handle is None or launcher.is_alive(job.launch_handle) is False
     assert stack.components.queue.approximate_depth() + stack.components.queue.approximate_in_flight() == 0
+
+
+def test_a_job_past_its_timeout_fails_with_timeout_and_its_worker_stops(tmp_path: Path, runs: TrainingRuns) -> None:
+    stack = build_stack(tmp_path, runs)
+    job = stack.service.submit("alice", tiny_spec(steps=1_000_000, checkpoint_every=50).model_copy(
+        update={"compute": tiny_spec().compute.model_copy(update={"timeout_minutes": 1})}
+    ))  # fmt: skip
+    stack.run_until(lambda: stack.store.get(job.id).progress.step > 0, 60)
+    # The injected fault: the attempt has run for 10 minutes (as if its worker could not enforce its own deadline).
+    stack.store.update(job.id, JobChanges(started_at=utcnow() - timedelta(minutes=10)), expected={S.RUNNING})
+    stack.run_until_terminal([job.id])
+    assert_truthful(stack.store, {job.id: (S.FAILED, "timeout")}, runs, {job.id: 1})
+    handle = stack.store.get(job.id).launch_handle
+    stack.run_until(lambda: handle is None or stack.components.launcher.is_alive(handle) is False, 30)
+    stack.run_until(lambda: stack.store.get(job.id).launch_handle is None, 10)  # the sweep recorded the release
+    assert any(e.message.startswith("compute released") for e in stack.store.list_events(job.id))
+
+
+def test_poison_messages_dead_letter_and_the_job_they_name_fails_truthfully(tmp_path: Path, runs: TrainingRuns) -> None:
+    stack = build_stack(tmp_path, runs, queue_visibility_timeout_s=0, queue_max_receives=2, max_concurrent_jobs=4)
+    queue = stack.components.queue
+    healthy = stack.service.submit("alice", tiny_spec()).id
+    named = stack.service.submit("bob", tiny_spec()).id
+    stack.store.update(named, JobChanges(enqueued_at=utcnow()), expected={S.QUEUED})
+    # Bob's own message is lost and a damaged one naming his job arrives instead; plus plain garbage.
+    for message in queue.receive(max_messages=10, visibility_timeout=0):
+        if named in message.body:
+            queue.delete([message.receipt_handle])
+    queue.send(f'{{"job_id": "{named}"')
+    queue.send("\x00garbage")
+    stack.run_until_terminal([healthy, named])
+    assert_truthful(stack.store, {healthy: (S.SUCCEEDED, None), named: (S.FAILED, "poison_message")}, runs,
+                    {healthy: 1})  # fmt: skip
+    assert len(queue.dead_letters()) == 2
