@@ -184,3 +184,23 @@ def test_poison_messages_dead_letter_and_the_job_they_name_fails_truthfully(tmp_
     assert_truthful(stack.store, {healthy: (S.SUCCEEDED, None), named: (S.FAILED, "poison_message")}, runs,
                     {healthy: 1})  # fmt: skip
     assert len(queue.dead_letters()) == 2
+
+
+def test_a_submit_retried_after_a_lost_response_with_its_idempotency_key_runs_once(
+    tmp_path: Path, runs: TrainingRuns
+) -> None:
+    stack = build_stack(tmp_path, runs)
+    app = create_app(stack.components.settings, components=stack.components, start_dispatch=False)
+    auth = {"Authorization": f"Bearer {LocalKeys(stack.components.settings.data_dir).mint('alice')}"}
+    spec = tiny_spec().model_dump(mode="json")
+    with TestClient(app) as client:
+        # The client never saw the first answer (the fault) and sends the same request twice more.
+        answers = [client.post("/jobs", json=spec, headers=auth | {"Idempotency-Key": "submit-1"}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [202, 202, 202]
+        assert len({a.json()["id"] for a in answers}) == 1
+        other = client.post("/jobs", json={**spec, "name": "other"}, headers=auth | {"Idempotency-Key": "submit-1"})
+        assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+        assert len(client.get("/jobs", headers=auth).json()["data"]) == 1
+    job_id = answers[0].json()["id"]
+    stack.run_until_terminal([job_id])
+    assert_truthful(stack.store, {job_id: (S.SUCCEEDED, None)}, runs, {job_id: 1})
