@@ -27,6 +27,21 @@ _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _BUILTIN_PARAMS = {"episodes", "seed"}
 
+# The URIs the validator below accepts, as a JSON-schema regex (ECMA and Rust-regex compatible) so the OpenAPI schema
+# states the rule to clients and fuzzers; the validator stays and gives the precise message. Every string this pattern
+# matches passes the validator (built from the same constants); the validator's ranges become digit counts here.
+_EPISODES = r"([1-9][0-9]{0,4}|100000)"  # 1..100000
+_SEED = r"[0-9]{1,4}"  # 0..9999
+DATASET_URI_PATTERN = (
+    r"^("
+    rf"builtin://({'|'.join(map(re.escape, BUILTIN_DATASETS))})"
+    rf"(\?(episodes={_EPISODES}(&seed={_SEED})?|seed={_SEED}(&episodes={_EPISODES})?))?"
+    r"|file://(localhost)?/.*"
+    r"|hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?"
+    r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?"
+    r")$"
+)
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,6 +50,8 @@ class _Section(BaseModel):
 class DatasetSpec(_Section):
     uri: str = Field(
         max_length=2048,
+        # Schema only (not `pattern=`): the validator's messages name the exact problem; a regex mismatch would not.
+        json_schema_extra={"pattern": DATASET_URI_PATTERN},
         description="builtin://push2d?episodes=200&seed=0 | file:///abs/path | hf://org/name[@revision] | s3://bucket/prefix",
     )
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="Share of episodes held out for val/loss.")
