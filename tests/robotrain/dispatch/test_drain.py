@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from robotrain.dispatch.drain import Drainer, parse_message
@@ -16,6 +17,13 @@ def setup(tmp_path: Path, **settings) -> tuple[Components, JobService, Drainer, 
     launcher = FakeLauncher()
     components = make_components(tmp_path, launcher, **settings)
     return components, JobService(components), Drainer(components, launch_backoff_base_s=0), launcher
+
+
+def lenient_submitter(components: Components) -> JobService:
+    """A JobService whose submit-time cap on unfinished jobs is high, so a user can have more jobs queued than the
+    drain's per-user cap lets run (jobs from before the cap was lowered, or retries): the case the drain must hold."""
+    lenient = components.settings.model_copy(update={"max_active_jobs_per_user": 100})
+    return JobService(replace(components, settings=lenient))
 
 
 def queue_depth(components: Components) -> int:
@@ -125,7 +133,8 @@ def test_the_concurrency_cap_holds_and_waiting_jobs_keep_their_deliveries(tmp_pa
 
 
 def test_the_per_user_cap_defers_only_that_users_jobs(tmp_path: Path) -> None:
-    components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1)
+    components, _, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1)
+    service = lenient_submitter(components)
     alice = [service.submit("alice", fast_spec()) for _ in range(2)]
     bob = service.submit("bob", fast_spec())
     report = drainer.drain_once()
@@ -191,6 +200,7 @@ def test_a_job_waiting_for_its_users_cap_never_dead_letters(tmp_path: Path) -> N
         tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1, queue_max_receives=2
     )
     drainer = Drainer(components, launch_backoff_base_s=0)
+    service = lenient_submitter(components)
     first, second = service.submit("alice", fast_spec()), service.submit("alice", fast_spec())
     assert drainer.drain_once().launched == [first.id]
     for _ in range(4):  # the waiting message is re-received again and again while alice is at her cap
