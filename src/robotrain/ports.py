@@ -73,6 +73,9 @@ class JobStore(Protocol):
         """Store (request_hash, job_id) for the user's key unless one is already stored, atomically (the first
         writer wins); return what is stored, so a caller that lost the race sees the winner's job."""
 
+    def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
+        """What is stored for the user's key, or None."""
+
     def forget_idempotency_keys(self, older_than: datetime) -> int:
         """Delete keys remembered before `older_than` (callers keep them at least 24 h); return how many."""
 

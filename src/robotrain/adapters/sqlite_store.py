@@ -523,5 +523,12 @@ class SqliteJobStore:
             ).fetchone()
         return row["request_hash"], row["job_id"]
 
+    def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT request_hash, job_id FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
+            ).fetchone()
+        return None if row is None else (row["request_hash"], row["job_id"])
+
     def forget_idempotency_keys(self, older_than: datetime) -> int:
         return self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (format_time(older_than),))

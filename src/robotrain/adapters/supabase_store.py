@@ -550,6 +550,12 @@ class SupabaseJobStore:
             ),
             idempotent=True,
         )
+        stored = self.lookup_idempotency_key(user_id, key)
+        if stored is None:
+            raise StoreError("an idempotency key vanished right after it was stored")
+        return stored
+
+    def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
         rows = self._call(
             "reading an idempotency key",
             lambda: (
@@ -562,9 +568,7 @@ class SupabaseJobStore:
             ),
             idempotent=True,
         ).data
-        if not rows:
-            raise StoreError("an idempotency key vanished right after it was stored")
-        return rows[0]["request_hash"], rows[0]["job_id"]
+        return (rows[0]["request_hash"], rows[0]["job_id"]) if rows else None
 
     def forget_idempotency_keys(self, older_than: datetime) -> int:
         # a retried delete deletes nothing more; the count it reports is then the retry's (a lower bound)

@@ -144,10 +144,15 @@ class JobService:
         (and the same spec) is returned again; the same key with another spec is IdempotencyConflict."""
         spec_json = spec.model_dump(mode="json")
         job_id = new_job_id()
+        if idempotency_key is not None:
+            request_hash = _request_hash(spec_json)
+            # A replay answers with the first job even when the user is at the cap now.
+            stored = self._store.lookup_idempotency_key(user_id, idempotency_key)
+            if stored is not None and stored[0] == request_hash:
+                return self._wait_for_idempotent_job(user_id, stored[1])
         # Checked before the key is remembered, so a refused submit leaves no key behind pointing at no job.
         self._check_active_cap(user_id)
         if idempotency_key is not None:
-            request_hash = _request_hash(spec_json)
             stored_hash, stored_job_id = self._store.remember_idempotency_key(
                 user_id, idempotency_key, request_hash, job_id
             )

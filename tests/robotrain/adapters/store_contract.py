@@ -470,6 +470,12 @@ class JobStoreContract:
         assert store.remember_idempotency_key("user_alice", "key-1", "hash-a", "job_first") == ("hash-a", "job_first")
         assert store.remember_idempotency_key("user_alice", "key-1", "hash-b", "job_second") == ("hash-a", "job_first")
 
+    def test_looking_up_an_idempotency_key_returns_what_is_stored_or_none(self, store: JobStore) -> None:
+        assert store.lookup_idempotency_key("user_alice", "key-1") is None
+        store.remember_idempotency_key("user_alice", "key-1", "hash-a", "job_first")
+        assert store.lookup_idempotency_key("user_alice", "key-1") == ("hash-a", "job_first")
+        assert store.lookup_idempotency_key("user_bob", "key-1") is None
+
     def test_idempotency_keys_are_scoped_to_the_user(self, store: JobStore) -> None:
         store.remember_idempotency_key("user_alice", "shared-key", "hash-a", "job_alice")
         assert store.remember_idempotency_key("user_bob", "shared-key", "hash-b", "job_bob") == ("hash-b", "job_bob")

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from robotrain.errors import ArtifactNotFound, IdempotencyConflict, JobConflict, JobNotFound, QueueUnavailable
+from robotrain.errors import (
+    ArtifactNotFound,
+    IdempotencyConflict,
+    JobConflict,
+    JobNotFound,
+    QueueUnavailable,
+    RateLimited,
+)
 from robotrain.jobs.models import JobChanges, JobError, JobStatus, Progress
 from robotrain.jobs.service import JobService, StatusUpdate, apply_transition
 from robotrain.wiring import Components
@@ -167,6 +174,15 @@ def test_the_same_idempotency_key_and_body_return_the_first_job(service, compone
     with pytest.raises(IdempotencyConflict):
         service.submit("alice", fast_spec(name="other"), idempotency_key="k1")
     assert service.submit("bob", fast_spec(), idempotency_key="k1").id != first.id  # keys are per user
+
+
+def test_an_idempotent_replay_answers_with_the_first_job_even_at_the_active_jobs_cap(tmp_path) -> None:
+    service = JobService(make_components(tmp_path, max_active_jobs_per_user=1))
+    first = service.submit("alice", fast_spec(), idempotency_key="k1")
+
+    assert service.submit("alice", fast_spec(), idempotency_key="k1").id == first.id
+    with pytest.raises(RateLimited):
+        service.submit("alice", fast_spec(), idempotency_key="k2")
 
 
 def test_artifacts_are_listed_and_served_for_the_owner_only(service, components) -> None:
