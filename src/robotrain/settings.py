@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     port: int = 8000
     internal_token: SecretStr | None = None
     max_concurrent_jobs: int = Field(1, ge=1)
-    max_active_jobs_per_user: int = Field(10, ge=1)
+    max_active_jobs_per_user: int = Field(10, ge=1)  # queued + starting + running at submit (429 beyond)
+    max_running_jobs_per_user: int = Field(2, ge=1)  # starting + running at dispatch; the rest wait queued
     submit_rate_per_minute: int = Field(30, ge=1)
     max_body_bytes: int = 1024 * 1024
     drain_interval_s: float = Field(3.0, gt=0)

@@ -177,7 +177,7 @@ class Drainer:
             self._c.store,
             job,
             max_active=self._settings.max_concurrent_jobs,
-            max_active_per_user=self._settings.max_active_jobs_per_user,
+            max_active_per_user=self._settings.max_running_jobs_per_user,
         )
         if claimed is None:
             current = self._c.store.get(job_id)

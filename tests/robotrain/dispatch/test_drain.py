@@ -21,7 +21,7 @@ def setup(tmp_path: Path, **settings) -> tuple[Components, JobService, Drainer, 
 
 def lenient_submitter(components: Components) -> JobService:
     """A JobService whose submit-time cap on unfinished jobs is high, so a user can have more jobs queued than the
-    drain's per-user cap lets run (jobs from before the cap was lowered, or retries): the case the drain must hold."""
+    drain's per-user running cap lets run: the case the drain must hold."""
     lenient = components.settings.model_copy(update={"max_active_jobs_per_user": 100})
     return JobService(replace(components, settings=lenient))
 
@@ -133,7 +133,7 @@ def test_the_concurrency_cap_holds_and_waiting_jobs_keep_their_deliveries(tmp_pa
 
 
 def test_the_per_user_cap_defers_only_that_users_jobs(tmp_path: Path) -> None:
-    components, _, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1)
+    components, _, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5, max_running_jobs_per_user=1)
     service = lenient_submitter(components)
     alice = [service.submit("alice", fast_spec()) for _ in range(2)]
     bob = service.submit("bob", fast_spec())
@@ -197,7 +197,7 @@ def test_a_message_whose_handling_raises_does_not_stop_the_drain(tmp_path: Path)
 
 def test_a_job_waiting_for_its_users_cap_never_dead_letters(tmp_path: Path) -> None:
     components, service, drainer, launcher = setup(
-        tmp_path, max_concurrent_jobs=5, max_active_jobs_per_user=1, queue_max_receives=2
+        tmp_path, max_concurrent_jobs=5, max_running_jobs_per_user=1, queue_max_receives=2
     )
     drainer = Drainer(components, launch_backoff_base_s=0)
     service = lenient_submitter(components)
