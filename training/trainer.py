@@ -435,9 +435,16 @@ class _Run:
 
         train_s = time.perf_counter() - started
         steps_run = self.step - start_step
+        if steps_run == 0 and not stopped:
+            # Resumed at (or past) the last step: still report where the run stands.
+            self.reporter.progress(self.step, self.total, dict(self.pending))
+            self.pending = {}
         self.save()
         if not stopped and spec.eval.env is not None:
             self.evaluate_checkpoint()
+            # One more report at the last step, so the final eval/* metrics reach the reporter too.
+            self.reporter.progress(self.step, self.total, dict(self.pending))
+            self.pending = {}
         if stopped:
             self.reporter.log(f"stopped at step {self.step}; checkpoint saved, rerun on {self.out_dir} to resume")
 

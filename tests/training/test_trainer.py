@@ -44,14 +44,15 @@ class RecordingReporter(NullReporter):
         return self.stop_after_steps is not None and self.should_stop_calls > self.stop_after_steps
 
 
-def _spec(policy: dict, *, steps: int, episodes: int = 20, eval_env=None, eval_episodes=50, **training) -> TrainSpec:
+def _spec(policy: dict, *, steps: int, episodes: int = 20, eval_env=None, eval_episodes=50, eval_every=None,
+          **training) -> TrainSpec:
     return TrainSpec.model_validate(
         {
             "policy": policy,
             "dataset": {"uri": f"builtin://push2d?episodes={episodes}", "val_fraction": training.pop("val", 0.1)},
             "training": {"steps": steps, "device": "cpu", "batch_size": 32, "log_every": 5, "checkpoint_every": 1000,
                          **training},
-            "eval": {"env": eval_env, "episodes": eval_episodes},
+            "eval": {"env": eval_env, "episodes": eval_episodes, "every": eval_every},
         }
     )
 
@@ -86,6 +87,21 @@ def test_metrics_progress_checkpoints_and_result(tmp_path, dataset_cache):
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["steps_done"] == 12 and saved["eval"] is None
     assert set(result.final_metrics) >= {"train/loss", "val/loss"}
+
+
+def test_evaluation_runs_on_the_saved_checkpoint_every_n_steps_and_at_the_end(tmp_path, dataset_cache):
+    reporter = RecordingReporter()
+    spec = _spec(TINY_MLP, steps=8, eval_env="push2d", eval_episodes=3, eval_every=4)
+    result = run(spec, tmp_path, reporter, cache_dir=dataset_cache, report_interval_s=1e9)
+    eval_rows = [r for r in _rows(tmp_path) if "eval/pc_success" in r]
+    assert [r["step"] for r in eval_rows] == [4, 8]
+    assert reporter.checkpoints == [4, 8]  # evaluation loads what is on disk, so step 4 was saved first
+    assert (tmp_path / "eval" / "eval_info_000004.json").is_file()
+    assert set(result.eval) >= {"pc_success", "pc_success_ci_low", "pc_success_ci_high", "avg_max_reward",
+                                "avg_sum_reward", "n_episodes"}
+    assert 0.0 <= result.eval["pc_success_ci_low"] <= result.eval["pc_success"] <= result.eval["pc_success_ci_high"]
+    step, total, last_metrics = reporter.progress_calls[-1]
+    assert (step, total) == (8, 8) and last_metrics["eval/n_episodes"] == 3
 
 
 def test_should_stop_saves_a_checkpoint_and_returns_stopped(tmp_path, dataset_cache):
@@ -179,6 +195,8 @@ def test_stop_and_resume_gives_exactly_the_uninterrupted_parameters(tmp_path, da
 def test_rerunning_a_finished_run_resumes_at_its_end_without_training(tmp_path, dataset_cache):
     run(_spec(TINY_MLP, steps=3), tmp_path, cache_dir=dataset_cache)
     before = os.stat(tmp_path / CHECKPOINTS_DIR / "000003" / "manifest.json").st_mtime_ns
-    result = run(_spec(TINY_MLP, steps=3), tmp_path, cache_dir=dataset_cache)
+    reporter = RecordingReporter()
+    result = run(_spec(TINY_MLP, steps=3), tmp_path, reporter, cache_dir=dataset_cache)
     assert result.resumed_from_step == 3 and result.steps_done == 3 and not result.stopped
+    assert [(s, t) for s, t, _ in reporter.progress_calls] == [(3, 3)]
     assert os.stat(tmp_path / CHECKPOINTS_DIR / "000003" / "manifest.json").st_mtime_ns == before
