@@ -35,11 +35,11 @@ def _spec(policy: dict, steps: int, batch_size: int, log_every: int) -> TrainSpe
     })
 
 
-def _untrained_success(spec: TrainSpec, tmp_path, dataset_cache) -> float:
-    """Success of the same seeded initialisation, saved at step 0 and reloaded as the trained one is."""
+def _untrained_eval(spec: TrainSpec, tmp_path, dataset_cache) -> dict:
+    """Evaluation of the same seeded initialisation, saved at step 0 and reloaded as the trained one is."""
     run(spec, tmp_path / "untrained", _StopAtOnce(), cache_dir=dataset_cache)
     policy = load_policy(tmp_path / "untrained")
-    return evaluate(policy, "push2d", EVAL_EPISODES)["pc_success"]
+    return evaluate(policy, "push2d", EVAL_EPISODES)
 
 
 def _train(spec: TrainSpec, tmp_path, dataset_cache):
@@ -52,8 +52,8 @@ def _train(spec: TrainSpec, tmp_path, dataset_cache):
 @pytest.mark.slow
 def test_mlp_learns_push2d(tmp_path, dataset_cache):
     spec = _spec({"type": "mlp", "hidden_dims": [256, 256], "optimizer_lr": 2e-3, "scheduler_warmup_steps": 50},
-                 steps=1000, batch_size=256, log_every=100)
-    untrained = _untrained_success(spec, tmp_path, dataset_cache)
+                 steps=2000, batch_size=256, log_every=100)
+    untrained = _untrained_eval(spec, tmp_path, dataset_cache)["pc_success"]
     result, _ = _train(spec, tmp_path, dataset_cache)
     success = result.eval["pc_success"]  # percent
     assert result.eval["n_episodes"] == EVAL_EPISODES
@@ -68,7 +68,7 @@ def test_act_learns_push2d(tmp_path, dataset_cache):
                   "latent_dim": 8, "kl_weight": 1.0, "dropout": 0.0, "optimizer_lr": 1e-3,
                   "scheduler_warmup_steps": 20},
                  steps=300, batch_size=64, log_every=20)
-    untrained = _untrained_success(spec, tmp_path, dataset_cache)
+    untrained = _untrained_eval(spec, tmp_path, dataset_cache)["pc_success"]
     result, losses = _train(spec, tmp_path, dataset_cache)
     assert losses[0] >= 5 * losses[-1], losses
     assert result.eval["pc_success"] > untrained, (untrained, result.eval)
@@ -76,12 +76,16 @@ def test_act_learns_push2d(tmp_path, dataset_cache):
 
 @pytest.mark.slow
 def test_diffusion_learns_push2d(tmp_path, dataset_cache):
-    # A tiny UNet, re-planning every step (push2d is reactive); it evaluates with its EMA weights.
+    # A tiny UNet over a short horizon, re-planning every step (push2d is reactive), evaluated with its EMA weights.
+    # A few hundred CPU steps make it push the block most of the way; finishing within tolerance comes later (the
+    # reference's tiny DDPM head reached 18% after 4k steps), so success is gated on beating the untrained policy and
+    # the progress reward on a margin.
     spec = _spec({"type": "diffusion", "down_dims": [32, 64], "diffusion_step_embed_dim": 32, "n_groups": 8,
-                  "horizon": 8, "n_action_steps": 1, "num_inference_steps": 5, "optimizer_lr": 1e-3,
-                  "scheduler_warmup_steps": 50},
-                 steps=600, batch_size=128, log_every=20)
-    untrained = _untrained_success(spec, tmp_path, dataset_cache)
+                  "n_obs_steps": 1, "horizon": 4, "n_action_steps": 1, "num_inference_steps": 5,
+                  "optimizer_lr": 1e-3, "scheduler_warmup_steps": 50},
+                 steps=1000, batch_size=128, log_every=50)
+    untrained = _untrained_eval(spec, tmp_path, dataset_cache)
     result, losses = _train(spec, tmp_path, dataset_cache)
     assert losses[0] >= 5 * losses[-1], losses
-    assert result.eval["pc_success"] > untrained, (untrained, result.eval)
+    assert result.eval["pc_success"] > untrained["pc_success"], (untrained, result.eval)
+    assert result.eval["avg_max_reward"] >= untrained["avg_max_reward"] + 0.2, (untrained, result.eval)
