@@ -68,9 +68,10 @@ def test_cancelling_a_running_job_stops_its_worker_within_seconds(stack) -> None
 @pytest.mark.slow  # two real workers
 def test_a_worker_killed_mid_run_is_requeued_and_the_next_attempt_resumes(stack) -> None:
     components, service, _ = stack
-    spec = fast_spec(training={**fast_spec().training.model_dump(), "steps": 40, "checkpoint_every": 5})
+    # Long enough that the kill lands mid-run even on a fast machine, short enough to finish quickly after resuming.
+    spec = fast_spec(training={**fast_spec().training.model_dump(), "steps": 1500, "checkpoint_every": 50})
     job = service.submit("alice", spec)
-    assert wait_until(lambda: (components.store.get(job.id).progress.step or 0) >= 10, 120)
+    assert wait_until(lambda: (components.store.get(job.id).progress.step or 0) >= 60, 120)  # past a checkpoint
     first = components.store.get(job.id)
     os.killpg(parse_handle(first.launch_handle)[0], signal.SIGKILL)
     assert wait_until(lambda: components.store.get(job.id).status.is_terminal, 180)
