@@ -17,19 +17,27 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from training.data.dataset import PolicyFeatures
+from training.data.dataset import ACTION_KEY, PolicyFeatures
 from training.policies.configuration_base import PolicyConfigBase
+from training.policies.normalize import Normalizer
 
 
 class Policy(nn.Module, ABC):
     name: ClassVar[str]
+    # How every feature (each observation and the action) is normalised: "mean_std" or "min_max" (normalize.py).
+    normalization: ClassVar[str]
 
     def __init__(self, config: PolicyConfigBase, features: PolicyFeatures, stats: dict[str, dict[str, Tensor]] | None):
         """`stats` maps feature name -> {mean, std, min, max} tensors. It is None when the policy is rebuilt from
         a checkpoint; the normalisation buffers are then filled by `load_state_dict`."""
         super().__init__()
+        if not features.observation:
+            raise ValueError(f"the {self.name} policy needs at least one observation feature")
         self.config = config
         self.features = features
+        self.observation_keys = list(features.observation)
+        normalized = {**features.observation, ACTION_KEY: features.action_dim}
+        self.normalizer = Normalizer(normalized, stats, dict.fromkeys(normalized, self.normalization))
 
     @property
     def observation_delta_indices(self) -> list[int]:

@@ -15,7 +15,6 @@ from training.data.dataset import ACTION_KEY, PolicyFeatures
 from training.policies.act.configuration_act import ActConfig
 from training.policies.base import Policy
 from training.policies.history import ActionQueue
-from training.policies.normalize import Normalizer
 
 
 def _encoder(config: ActConfig, n_layers: int) -> nn.TransformerEncoder:
@@ -67,15 +66,11 @@ class ActTemporalEnsembler:
 
 class ActPolicy(Policy):
     name = "act"
+    normalization = "mean_std"
     config: ActConfig
 
     def __init__(self, config: ActConfig, features: PolicyFeatures, stats: dict[str, dict[str, Tensor]] | None):
         super().__init__(config, features, stats)
-        if not features.observation:
-            raise ValueError("the act policy needs at least one observation feature")
-        self.observation_keys = list(features.observation)
-        normalized = {**features.observation, ACTION_KEY: features.action_dim}
-        self.normalizer = Normalizer(normalized, stats, dict.fromkeys(normalized, "mean_std"))
         d = config.dim_model
         state_dim = sum(features.observation.values())
 

@@ -16,20 +16,15 @@ from training.policies.diffusion.configuration_diffusion import DiffusionConfig
 from training.policies.diffusion.schedulers import DdpmScheduler
 from training.policies.diffusion.unet import ConditionalUnet1d
 from training.policies.history import ActionQueue, ObservationHistory
-from training.policies.normalize import Normalizer
 
 
 class DiffusionPolicy(Policy):
     name = "diffusion"
+    normalization = "min_max"
     config: DiffusionConfig
 
     def __init__(self, config: DiffusionConfig, features: PolicyFeatures, stats: dict[str, dict[str, Tensor]] | None):
         super().__init__(config, features, stats)
-        if not features.observation:
-            raise ValueError("the diffusion policy needs at least one observation feature")
-        self.observation_keys = list(features.observation)
-        normalized = {**features.observation, ACTION_KEY: features.action_dim}
-        self.normalizer = Normalizer(normalized, stats, dict.fromkeys(normalized, "min_max"))
         self.unet = ConditionalUnet1d(
             action_dim=features.action_dim,
             global_cond_dim=config.n_obs_steps * sum(features.observation.values()),

@@ -11,7 +11,6 @@ from training.data.dataset import ACTION_KEY, PolicyFeatures
 from training.policies.base import Policy
 from training.policies.history import ObservationHistory
 from training.policies.mlp.configuration_mlp import MlpConfig
-from training.policies.normalize import Normalizer
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -32,15 +31,11 @@ def build_mlp(
 
 class MlpPolicy(Policy):
     name = "mlp"
+    normalization = "mean_std"
     config: MlpConfig
 
     def __init__(self, config: MlpConfig, features: PolicyFeatures, stats: dict[str, dict[str, Tensor]] | None):
         super().__init__(config, features, stats)
-        if not features.observation:
-            raise ValueError("the mlp policy needs at least one observation feature")
-        self.observation_keys = list(features.observation)
-        normalized = {**features.observation, ACTION_KEY: features.action_dim}
-        self.normalizer = Normalizer(normalized, stats, dict.fromkeys(normalized, "mean_std"))
         in_dim = config.n_obs_steps * sum(features.observation.values())
         self.network = build_mlp(in_dim, config.hidden_dims, features.action_dim, config.activation, config.dropout)
         self._history = ObservationHistory(config.n_obs_steps)
