@@ -8,8 +8,6 @@ so text order is time order.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robotrain.errors import InvalidRequest, JobConflict, JobNotFound, ServiceUnavailable, StoreUnavailable
+from robotrain.jobs.cursor import decode_cursor, encode_cursor, format_time
 from robotrain.jobs.models import Job, JobChanges, JobError, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
 
 SCHEMA_VERSION = 1
@@ -105,37 +104,12 @@ _JSON_FIELDS = frozenset({"progress", "result", "error"})
 _TIME_FIELDS = frozenset({"started_at", "finished_at", "heartbeat_at", "enqueued_at"})
 
 
-def format_time(value: datetime) -> str:
-    """Fixed-width ISO-8601 UTC with microseconds, so text comparison is time comparison. Naive means UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _optional_time(text: str | None) -> datetime | None:
     return None if text is None else parse_time(text)
-
-
-def encode_cursor(created_at: str, job_id: str) -> str:
-    raw = json.dumps([created_at, job_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    """The (created_at text, id) a cursor points after; InvalidRequest for anything this store did not issue."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if not isinstance(created_at, str) or not isinstance(job_id, str):
-            raise ValueError("cursor fields are not strings")
-        parse_time(created_at)  # rejects anything that would compare wrongly as text
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
-        raise InvalidRequest("invalid cursor") from None
-    return created_at, job_id
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -360,7 +334,8 @@ class SqliteJobStore:
             where.append("status = ?")
             params.append(JobStatus(status).value)
         if cursor is not None:
-            after_created, after_id = decode_cursor(cursor)
+            after_time, after_id = decode_cursor(cursor)
+            after_created = format_time(after_time)
             # row-value comparison: strictly older than the last row of the previous page
             where.append("(created_at, id) < (?, ?)")
             params += [after_created, after_id]
@@ -369,7 +344,7 @@ class SqliteJobStore:
             [*params, limit + 1],
         )
         page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+        next_cursor = encode_cursor(parse_time(page[-1]["created_at"]), page[-1]["id"]) if more else None
         return Page(data=[_row_to_job(row) for row in page], next_cursor=next_cursor)
 
     def update(

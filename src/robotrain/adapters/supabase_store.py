@@ -15,9 +15,6 @@ this module alone decides.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import time
 from collections.abc import Callable, Collection
@@ -29,6 +26,7 @@ from postgrest import APIError, APIResponse, CountMethod, ReturnMethod
 from supabase import Client, ClientOptions, create_client
 
 from robotrain.errors import AppError, InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
+from robotrain.jobs.cursor import decode_cursor, encode_cursor, format_time
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
 from robotrain.settings import Settings
 
@@ -91,38 +89,12 @@ def _domain_error(error: APIError, doing: str, job_id: str | None) -> AppError:
 # --- values on the wire ---------------------------------------------------------------------------------------------
 
 
-def format_time(value: datetime) -> str:
-    """ISO-8601 UTC with microseconds and a `Z` (never `+`, which a query string would turn into a space).
-    Naive means UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _optional_time(text: str | None) -> datetime | None:
     return None if text is None else parse_time(text)
-
-
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    raw = json.dumps([format_time(created_at), job_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) a cursor points after; InvalidRequest for anything this store did not issue."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if not isinstance(created_at, str) or not isinstance(job_id, str):
-            raise ValueError("cursor fields are not strings")
-        when = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
-        raise InvalidRequest("invalid cursor") from None
-    return when, job_id
 
 
 def _metric_value(value: float) -> float | str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from robotrain.adapters.sqlite_store import SCHEMA_VERSION, SqliteJobStore, decode_cursor, encode_cursor
+from robotrain.adapters.sqlite_store import SCHEMA_VERSION, SqliteJobStore
 from robotrain.errors import StoreUnavailable
 from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint
 from tests.robotrain.adapters.store_contract import JobStoreContract, make_job
@@ -129,13 +129,6 @@ def test_naive_datetimes_are_stored_as_utc(db_path: Path) -> None:
     job = store.create(make_job(created_at=datetime(2026, 3, 1, 12, 0, 0)))
     assert store.get(job.id).created_at == datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     store.close()
-
-
-def test_a_cursor_round_trips() -> None:
-    assert decode_cursor(encode_cursor("2026-01-02T03:04:05.678901Z", "job_x")) == (
-        "2026-01-02T03:04:05.678901Z",
-        "job_x",
-    )
 
 
 def _cancel_in_forked_child(store: SqliteJobStore, job_id: str) -> None:

@@ -10,13 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from robotrain.adapters.supabase_store import (
-    StoreError,
-    SupabaseJobStore,
-    decode_cursor,
-    encode_cursor,
-    format_time,
-)
+from robotrain.adapters.supabase_store import StoreError, SupabaseJobStore
 from robotrain.errors import InvalidRequest, StoreUnavailable
 from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint, Progress
 from robotrain.settings import Settings
@@ -75,14 +69,6 @@ def database_down(postgres_cluster) -> Iterator[str]:
 
 
 # --- values on the wire -------------------------------------------------------------------------------------------
-
-
-def test_times_are_sent_in_utc_with_z_so_a_query_string_cannot_mangle_them() -> None:
-    assert format_time(at(0)) == "2026-01-02T03:04:05.678901Z"
-
-
-def test_a_cursor_round_trips_to_the_same_instant_and_id() -> None:
-    assert decode_cursor(encode_cursor(at(1.5), "job_x")) == (at(1.5), "job_x")
 
 
 def test_non_finite_metric_values_round_trip(store: SupabaseJobStore) -> None:
