@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+# The repository root, for the moto server helper the tests use.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robotrain.adapters.local_artifacts import LocalArtifactStore
 from robotrain.adapters.sqlite_store import SqliteJobStore
@@ -37,6 +35,7 @@ from robotrain.jobs.service import JobService
 from robotrain.ports import QueueMessage
 from robotrain.settings import Settings
 from robotrain.wiring import Components
+from tests.support.moto import moto_server
 from training.spec import TrainSpec
 
 REGION = "us-east-1"
@@ -83,36 +82,6 @@ class OneAtATimeQueue:
 
     def change_visibility(self, receipt_handle: str, timeout_seconds: int) -> None:
         self._queue.change_visibility(receipt_handle, timeout_seconds)
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("moto_server did not start") from None
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def fresh_queue(endpoint: str, name: str) -> SqsJobQueue:
