@@ -54,8 +54,12 @@ def resolve_dataset(uri: str, cache_dir: Path | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------ builtin
+# Bump when a builtin task or its expert changes, so cached datasets from the old generator are not reused.
+BUILTIN_GENERATOR_VERSION = 1
+
+
 def builtin_cache_path(cache_dir: Path, name: str, episodes: int, seed: int) -> Path:
-    return cache_dir / "builtin" / f"{name}-e{episodes}-s{seed}"
+    return cache_dir / "builtin" / f"{name}-v{BUILTIN_GENERATOR_VERSION}-e{episodes}-s{seed}"
 
 
 def write_builtin_dataset(name: str, out: Path, *, episodes: int, seed: int) -> Path:

@@ -56,11 +56,11 @@ def test_builtin_generation_racing_in_two_threads_ends_with_one_complete_dataset
     for thread in threads:
         thread.join()
     assert not errors and len(results) == 2 and results[0] == results[1]
-    assert [p.name for p in (tmp_path / "builtin").iterdir()] == ["push2d-e4-s5"]
+    assert [p.name for p in (tmp_path / "builtin").iterdir()] == ["push2d-v1-e4-s5"]
 
 
 def test_builtin_defaults_and_bad_parameters(tmp_path):
-    assert resolve_dataset("builtin://push2d?episodes=2", tmp_path).name == "push2d-e2-s0"
+    assert resolve_dataset("builtin://push2d?episodes=2", tmp_path).name == "push2d-v1-e2-s0"
     with pytest.raises(DatasetError, match=r"unknown parameter\(s\) \['speed'\]"):
         resolve_dataset("builtin://push2d?speed=3", tmp_path)
     with pytest.raises(DatasetError, match="parameter episodes must be one non-negative integer"):
