@@ -5,8 +5,16 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def _type_is_required(schema: dict) -> None:
+    # `type` has a default so a config class can be built directly, but in a spec it picks the policy family and
+    # must be given: say so in the JSON schema (the API's OpenAPI), as the discriminated union already enforces.
+    required = schema.setdefault("required", [])
+    if "type" not in required:
+        required.insert(0, "type")
+
+
 class PolicyConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_type_is_required)
 
     # Optimizer preset: used unless the spec's `training` section overrides lr / weight_decay / warmup_steps.
     optimizer_lr: float = Field(1e-4, gt=0, le=1.0)
