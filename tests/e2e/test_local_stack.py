@@ -38,7 +38,8 @@ FAST_SPEC: dict[str, Any] = {
     "name": "e2e push2d mlp",
     "policy": {"type": "mlp", "hidden_dims": [64, 64]},
     "dataset": {"uri": "builtin://push2d?episodes=30"},
-    "training": {"steps": 60, "batch_size": 32, "checkpoint_every": 20, "log_every": 10, "device": "cpu"},
+    # Enough steps that the kill -9 below lands while the job is still training, even on a quiet machine.
+    "training": {"steps": 600, "batch_size": 32, "checkpoint_every": 100, "log_every": 20, "device": "cpu"},
     "eval": {"env": "push2d", "episodes": 20},
     "compute": {"gpu": "T4", "timeout_minutes": 5},
 }
@@ -272,6 +273,7 @@ def test_train_isolate_kill_restart_and_drain_the_queue(stack: Stack, alice: Use
     alice.wait_status(first["id"], {"running"}, 60)
     wait_for(lambda: alice.job(first["id"])["progress"]["step"] > 0, 60, "the first progress report")
     assert bob.job(queued["id"])["status"] == "queued"
+    assert alice.job(first["id"])["status"] == "running"  # the kill lands mid-job
     stack.kill9()
     stack.start()
 
