@@ -71,14 +71,15 @@ def test_a_worker_killed_mid_run_is_requeued_and_resumes_from_its_checkpoint(pro
         dispatcher.drain_once()
         dispatcher.sweep()
 
-    job = JobService(components).submit("alice", tiny_spec(steps=40, checkpoint_every=5))
-    wait_until(lambda: store.get(job.id).progress.step >= 10, 120, "the first attempt to pass step 10", tick)
+    # Long enough that the kill lands mid-run even on a quiet machine; killed past its first checkpoint.
+    job = JobService(components).submit("alice", tiny_spec(steps=1500, checkpoint_every=50))
+    wait_until(lambda: store.get(job.id).progress.step >= 60, 120, "the first attempt to pass step 60", tick)
     os.killpg(parse_handle(store.get(job.id).launch_handle)[0], signal.SIGKILL)  # the injected fault: kill -9
     wait_until(lambda: store.get(job.id).status.is_terminal, 180, "the job to end", tick)
     assert_truthful(store, {job.id: (S.SUCCEEDED, None)})
     done = store.get(job.id)
     assert running_attempts(store, job.id) == [1, 2] and done.attempt == 2
-    assert done.result["resumed_from_step"] >= 10
+    assert done.result["resumed_from_step"] >= 50
     reasons = [e.data.get("reason") for e in store.list_events(job.id) if e.kind == "status"]
     assert reasons.count("worker_lost") == 1
     logs = sorted(p.name for p in (components.artifacts.job_dir(job.id) / "logs").iterdir())
@@ -127,11 +128,12 @@ def test_kill_9_of_the_server_mid_job_loses_nothing_and_runs_nothing_twice(tmp_p
     server.start()
     alice = User(server, LocalKeys(server.data_dir).mint("alice"))
     try:
-        spec = tiny_spec(steps=60, checkpoint_every=20).model_dump(mode="json")
+        spec = tiny_spec(steps=600, checkpoint_every=100).model_dump(mode="json")
         first = alice.submit(spec)
         queued = alice.submit(tiny_spec(steps=10).model_dump(mode="json"))
         alice.wait_status(first["id"], {"running"}, 90)
         wait_until(lambda: alice.job(first["id"])["progress"]["step"] > 0, 90, "the first progress report")
+        assert alice.job(first["id"])["status"] == "running"  # the kill lands mid-job
         server.kill9()  # the injected fault; the worker runs on in its own process group
         server.start()
         for job in (first, queued):
