@@ -61,7 +61,15 @@ def serve_embedded(port: int, data_dir: Path) -> None:
     from robotrain.api.app import create_app
     from robotrain.settings import Settings
 
-    settings = Settings(data_dir=data_dir, host="127.0.0.1", port=port)
+    # The per-user submit rate limit and active-jobs cap would turn most POSTs into 429s: lift them, so the bench
+    # measures accepting jobs (their cost is measured by tests/robotrain/api/test_rate_limit.py, not here).
+    settings = Settings(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        port=port,
+        submit_rate_per_minute=10**9,
+        max_active_jobs_per_user=10**9,
+    )
     uvicorn.run(create_app(settings, start_dispatch=False), host="127.0.0.1", port=port, log_level="warning")
 
 
