@@ -97,6 +97,7 @@ def drain_jobs_per_second(endpoint: str, name: str, jobs: int, *, batched: bool,
             data_dir=Path(tmp),
             max_concurrent_jobs=jobs + 10,
             max_active_jobs_per_user=jobs + 10,
+            max_running_jobs_per_user=jobs + 10,
         )
         sqs = fresh_queue(endpoint, name)
         store = SqliteJobStore(Path(tmp) / "robotrain.sqlite3")

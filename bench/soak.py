@@ -91,7 +91,9 @@ def main() -> int:
     settings = Settings(
         data_dir=root / "data",
         max_concurrent_jobs=args.concurrency,
-        max_active_jobs_per_user=args.jobs,  # the soak measures the pipeline, not the per-user limits
+        # the soak measures the pipeline, not the per-user limits
+        max_active_jobs_per_user=args.jobs,
+        max_running_jobs_per_user=args.concurrency,
         drain_interval_s=0.5,
         progress_interval_s=30.0,
         heartbeat_interval_s=5.0,
