@@ -151,6 +151,14 @@ def test_the_default_gpu_comes_from_settings(monkeypatch):
 # --- bodies, run locally -----------------------------------------------------------------------------------------
 
 
+def submit_through_the_api(settings: Settings, fakes: dict[str, Any]) -> str:
+    token = LocalKeys(settings.data_dir).mint("alice")
+    with TestClient(fakes["real"]["api"].local()) as client:
+        response = client.post("/jobs", json=TINY_SPEC, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
 def test_a_submit_through_the_api_kicks_the_drain_function(local_env, fakes):
     app = fakes["real"]["api"].local()
     token = LocalKeys(local_env.data_dir).mint("alice")
@@ -166,10 +174,7 @@ def test_a_submit_through_the_api_kicks_the_drain_function(local_env, fakes):
 
 def test_drain_spawns_train_with_the_jobs_gpu_then_train_runs_the_attempt_for_real(local_env, fakes):
     components = build_components(local_env)
-    app = fakes["real"]["api"].local()
-    token = LocalKeys(local_env.data_dir).mint("alice")
-    with TestClient(app) as client:
-        job_id = client.post("/jobs", json=TINY_SPEC, headers={"Authorization": f"Bearer {token}"}).json()["id"]
+    job_id = submit_through_the_api(local_env, fakes)
 
     fakes["real"]["drain"].local()
 
@@ -194,10 +199,7 @@ def test_drain_spawns_train_with_the_jobs_gpu_then_train_runs_the_attempt_for_re
 def test_a_restarted_input_takes_over_its_running_attempt(local_env, fakes):
     """Modal re-runs the same input after a preemption: the job is still `running` at that attempt."""
     components = build_components(local_env)
-    app = fakes["real"]["api"].local()
-    token = LocalKeys(local_env.data_dir).mint("alice")
-    with TestClient(app) as client:
-        job_id = client.post("/jobs", json=TINY_SPEC, headers={"Authorization": f"Bearer {token}"}).json()["id"]
+    job_id = submit_through_the_api(local_env, fakes)
     fakes["real"]["drain"].local()
     from robotrain.jobs.service import apply_transition
 
