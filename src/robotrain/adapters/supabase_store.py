@@ -207,6 +207,23 @@ class SupabaseJobStore:
     def _table(self, name: str):
         return self.client.table(name)
 
+    def _read_pages(self, doing: str, query: Callable[[], Any], *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every row the ordered `query()` selects (at most `limit`), fetched in requests of MAX_ROWS_PER_REQUEST
+        because Supabase caps the rows of one response."""
+        rows: list[dict[str, Any]] = []
+        while limit is None or len(rows) < limit:
+            size = MAX_ROWS_PER_REQUEST if limit is None else min(limit - len(rows), MAX_ROWS_PER_REQUEST)
+            offset = len(rows)
+            chunk = self._call(
+                doing,
+                lambda size=size, offset=offset: query().range(offset, offset + size - 1).execute(),
+                idempotent=True,
+            ).data
+            rows += chunk
+            if len(chunk) < size:
+                break
+        return rows
+
     def _call(
         self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool, job_id: str | None = None
     ) -> APIResponse:
@@ -348,24 +365,11 @@ class SupabaseJobStore:
                 query = query.gt("launch_handle", "")
             return query
 
-        rows: list[dict[str, Any]] = []
-        while len(rows) < limit:
-            size = min(limit - len(rows), MAX_ROWS_PER_REQUEST)
-            offset = len(rows)
-            chunk = self._call(
-                "finding jobs",
-                lambda size=size, offset=offset: (
-                    filtered(self._table("jobs").select("*"))
-                    .order("created_at")
-                    .order("id")
-                    .range(offset, offset + size - 1)
-                    .execute()
-                ),
-                idempotent=True,
-            ).data
-            rows += chunk
-            if len(chunk) < size:
-                break
+        rows = self._read_pages(
+            "finding jobs",
+            lambda: filtered(self._table("jobs").select("*")).order("created_at").order("id"),
+            limit=limit,
+        )
         return [_row_to_job(row) for row in rows]
 
     def claim(self, job_id: str, *, max_active: int, max_active_per_user: int) -> Job | None:
@@ -476,27 +480,11 @@ class SupabaseJobStore:
     def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
         # Offset paging: rows are only ever added, so a concurrent append can shift a row into the next page (seen
         # twice, deduplicated by the dict) but never out of it.
-        values: dict[tuple[str, int], float] = {}
-        offset = 0
-        while True:
-            rows = self._call(
-                f"listing metrics of job {job_id}",
-                lambda offset=offset: (
-                    self._table("metrics")
-                    .select("name,step,value")
-                    .eq("job_id", job_id)
-                    .order("name")
-                    .order("step")
-                    .range(offset, offset + MAX_ROWS_PER_REQUEST - 1)
-                    .execute()
-                ),
-                idempotent=True,
-            ).data
-            for row in rows:
-                values[(row["name"], row["step"])] = float(row["value"])
-            if len(rows) < MAX_ROWS_PER_REQUEST:
-                break
-            offset += len(rows)
+        rows = self._read_pages(
+            f"listing metrics of job {job_id}",
+            lambda: self._table("metrics").select("name,step,value").eq("job_id", job_id).order("name").order("step"),
+        )
+        values = {(row["name"], row["step"]): float(row["value"]) for row in rows}
         series: dict[str, list[tuple[int, float]]] = {}
         for (name, step), value in sorted(values.items()):
             series.setdefault(name, []).append((step, value))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from robotrain.adapters import supabase_store
 from robotrain.adapters.supabase_store import StoreError, SupabaseJobStore
 from robotrain.errors import InvalidRequest, StoreUnavailable
 from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint, Progress
@@ -112,6 +113,22 @@ def test_lists_longer_than_one_response_are_paged_by_the_store(supabase: Supabas
     requests.clear()
     assert [event.message for event in store.list_events(job.id, limit=3)] == ["line 0", "line 1", "line 2"]
     assert len(requests) == 1 and "limit=3" in str(requests[0].url)
+
+
+def test_jobs_and_metrics_beyond_one_response_are_read_page_by_page(
+    supabase: SupabaseStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supabase_store, "MAX_ROWS_PER_REQUEST", 2)  # Supabase caps rows per response (1000)
+    requests: list[httpx.Request] = []
+    store = make_store(supabase.url, supabase.service_key, requests=requests)
+    jobs = [store.create(make_job(created_at=at(index))) for index in range(5)]
+    store.append_metrics(jobs[0].id, [MetricPoint(step=step, name="train/loss", value=step / 10) for step in range(5)])
+    requests.clear()
+
+    assert [job.id for job in store.find(statuses={JobStatus.QUEUED}, limit=4)] == [job.id for job in jobs[:4]]
+    assert len(requests) == 2
+    series = store.list_metrics(jobs[0].id)["train/loss"]
+    assert series == [(step, step / 10) for step in range(5)]
 
 
 def test_a_value_postgresql_cannot_store_is_an_invalid_request(store: SupabaseJobStore) -> None:
