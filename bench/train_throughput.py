@@ -32,11 +32,26 @@ from training.spec import TrainSpec
 # vector observations; the default CPU run takes about a minute.
 POLICIES = {
     "mlp": {"type": "mlp", "hidden_dims": [256, 256]},
-    "act": {"type": "act", "chunk_size": 8, "n_action_steps": 1, "dim_model": 64, "n_heads": 4,
-            "dim_feedforward": 128, "n_encoder_layers": 1, "n_decoder_layers": 1, "n_vae_encoder_layers": 1,
-            "latent_dim": 8},
-    "diffusion": {"type": "diffusion", "down_dims": [32, 64], "diffusion_step_embed_dim": 32, "horizon": 8,
-                  "n_action_steps": 1, "num_inference_steps": 5},
+    "act": {
+        "type": "act",
+        "chunk_size": 8,
+        "n_action_steps": 1,
+        "dim_model": 64,
+        "n_heads": 4,
+        "dim_feedforward": 128,
+        "n_encoder_layers": 1,
+        "n_decoder_layers": 1,
+        "n_vae_encoder_layers": 1,
+        "latent_dim": 8,
+    },
+    "diffusion": {
+        "type": "diffusion",
+        "down_dims": [32, 64],
+        "diffusion_step_embed_dim": 32,
+        "horizon": 8,
+        "n_action_steps": 1,
+        "num_inference_steps": 5,
+    },
 }
 
 
@@ -103,8 +118,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per policy and path")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--episodes", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=min(4, (os.cpu_count() or 2) // 2),
-                        help="DataLoader worker processes for the baseline")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, (os.cpu_count() or 2) // 2),
+        help="DataLoader worker processes for the baseline",
+    )
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -113,13 +132,23 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
-    dataset = load_dataset(f"builtin://push2d?episodes={args.episodes}", Path(args.cache_dir) if args.cache_dir else None)
+    dataset = load_dataset(
+        f"builtin://push2d?episodes={args.episodes}", Path(args.cache_dir) if args.cache_dir else None
+    )
     features = dataset.policy_features()
-    stats = {k: {n: torch.as_tensor(np.asarray(v, dtype=np.float32)) for n, v in dataset.stats[k].items()
-                 if n in ("mean", "std", "min", "max")} for k in (*features.observation, dataset.action_key)}
+    stats = {
+        k: {
+            n: torch.as_tensor(np.asarray(v, dtype=np.float32))
+            for n, v in dataset.stats[k].items()
+            if n in ("mean", "std", "min", "max")
+        }
+        for k in (*features.observation, dataset.action_key)
+    }
     all_episodes = np.arange(dataset.num_episodes)
-    print(f"device {device}, batch {args.batch_size}, {dataset.num_frames} frames, {args.seconds:g} s per path, "
-          f"DataLoader workers {args.workers}, torch threads {torch.get_num_threads()}")
+    print(
+        f"device {device}, batch {args.batch_size}, {dataset.num_frames} frames, {args.seconds:g} s per path, "
+        f"DataLoader workers {args.workers}, torch threads {torch.get_num_threads()}"
+    )
     header = f"{'policy':<10} {'params':>9} {'sampler smpl/s':>15} {'DataLoader smpl/s':>18} {'ratio':>7}"
     print(header)
     print("-" * len(header))
@@ -127,21 +156,33 @@ def main() -> int:
         torch.manual_seed(0)
         spec = TrainSpec.model_validate({"policy": POLICIES[name], "dataset": {"uri": "builtin://push2d"}})
         policy = make_policy(spec.policy, features, stats).to(device).train()
-        optimizer = make_optimizer(policy, spec.resolved_lr(), spec.resolved_weight_decay(),
-                                   tuple(spec.policy.optimizer_betas))
+        optimizer = make_optimizer(
+            policy, spec.resolved_lr(), spec.resolved_weight_decay(), tuple(spec.policy.optimizer_betas)
+        )
         obs_deltas, action_deltas = policy.observation_delta_indices, policy.action_delta_indices
 
         sampler = WindowSampler(dataset, all_episodes, obs_deltas, action_deltas, device)
         generator = torch.Generator().manual_seed(0)
-        fast = _measure(lambda s=sampler, g=generator: s.sample(args.batch_size, g), policy, optimizer, device,
-                        args.batch_size, args.seconds)
+        fast = _measure(
+            lambda s=sampler, g=generator: s.sample(args.batch_size, g),
+            policy,
+            optimizer,
+            device,
+            args.batch_size,
+            args.seconds,
+        )
 
         windows = PerSampleWindows(dataset, obs_deltas, action_deltas)
         loader = DataLoader(
-            windows, batch_size=args.batch_size, num_workers=args.workers, pin_memory=device.type == "cuda",
-            sampler=RandomSampler(windows, replacement=True, num_samples=10**9,
-                                  generator=torch.Generator().manual_seed(0)),
-            persistent_workers=args.workers > 0, drop_last=True,
+            windows,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            pin_memory=device.type == "cuda",
+            sampler=RandomSampler(
+                windows, replacement=True, num_samples=10**9, generator=torch.Generator().manual_seed(0)
+            ),
+            persistent_workers=args.workers > 0,
+            drop_last=True,
         )
         iterator = iter(loader)
 

@@ -23,5 +23,6 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.setenv(name, value)
     return moto_endpoint
 
+
 # Supabase: a throwaway PostgreSQL 15 cluster + the PostgREST-subset server, started only when a test asks for them.
 from tests.support.supabase_env import postgres_cluster, supabase, supabase_stack  # noqa: E402, F401

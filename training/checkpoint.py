@@ -169,8 +169,12 @@ def save_checkpoint(
         torch.save(rng_state, state_dir / RNG_FILE)
         _write_json(
             state_dir / STEP_FILE,
-            {"step": step, "batch_size": spec.training.batch_size, "seed": spec.training.seed,
-             "total_steps": spec.training.steps},
+            {
+                "step": step,
+                "batch_size": spec.training.batch_size,
+                "seed": spec.training.seed,
+                "total_steps": spec.training.steps,
+            },
         )
         if deploy_state is not None:
             _save_tensors(state_dir / RAW_MODEL_FILE, raw_state)
@@ -182,9 +186,7 @@ def save_checkpoint(
             _fsync_file(path)
         manifest = {
             "step": step,
-            "files": {
-                str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files
-            },
+            "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files},
         }
         _write_json(tmp / MANIFEST, manifest)
         _fsync_file(tmp / MANIFEST)
@@ -280,8 +282,9 @@ def find_resume_checkpoint(run_dir: Path, log: Callable[[str], None] = lambda _:
     if last_name is not None:
         last_path = checkpoints / last_name
         # Only checkpoints no newer than `last` count: a newer one would be from a save that never completed.
-        candidates = [last_path] + [c for c in candidates if c.name.isdigit() and last_name.isdigit()
-                                    and int(c.name) < int(last_name)]
+        candidates = [last_path] + [
+            c for c in candidates if c.name.isdigit() and last_name.isdigit() and int(c.name) < int(last_name)
+        ]
     problems = []
     for candidate in candidates:
         try:

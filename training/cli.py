@@ -87,8 +87,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     policy = load_policy(Path(args.checkpoint), device)
     check_eval_env(args.env, policy.features)
     seed_base = EVAL_SEED_BASE if args.seed_base is None else args.seed_base
-    results = evaluate(policy, args.env, args.episodes, device=device, seed_base=seed_base,
-                       batch_size=args.batch_size)
+    results = evaluate(policy, args.env, args.episodes, device=device, seed_base=seed_base, batch_size=args.batch_size)
     print(
         f"success {results['pc_success']:.1f}% (95% CI {results['pc_success_ci_low']:.1f}-"
         f"{results['pc_success_ci_high']:.1f}) over {results['n_episodes']} episodes of {args.env}; "

@@ -94,8 +94,7 @@ def evaluate(
                     if done.all():
                         break
                     batch = {
-                        k: torch.as_tensor(np.asarray(observation[k]), dtype=torch.float32, device=device)
-                        for k in keys
+                        k: torch.as_tensor(np.asarray(observation[k]), dtype=torch.float32, device=device) for k in keys
                     }
                     action = policy.select_action(batch)
                     action = action.detach().to("cpu").numpy() if isinstance(action, torch.Tensor) else action
@@ -108,8 +107,13 @@ def evaluate(
                 else:
                     raise RuntimeError(f"{env_name} episodes did not finish within {MAX_ROLLOUT_STEPS} steps")
                 per_episode += [
-                    {"episode_ix": first + i, "seed": seeds[i], "success": bool(success[i]),
-                     "sum_reward": float(sum_reward[i]), "max_reward": float(max_reward[i])}
+                    {
+                        "episode_ix": first + i,
+                        "seed": seeds[i],
+                        "success": bool(success[i]),
+                        "sum_reward": float(sum_reward[i]),
+                        "max_reward": float(max_reward[i]),
+                    }
                     for i in range(count)
                 ]
     finally:

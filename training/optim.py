@@ -11,9 +11,7 @@ from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def make_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]
-) -> AdamW:
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> AdamW:
     return AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, weight_decay=weight_decay)
 
 

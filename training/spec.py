@@ -21,7 +21,20 @@ PolicyConfig = Annotated[MlpConfig | ActConfig | DiffusionConfig, Field(discrimi
 BUILTIN_DATASETS = ("push2d",)
 EVAL_ENVS = ("push2d",)
 # Modal's GPU names (modal.md §1); "A10G" is the older name for "A10".
-GPU_TYPES = ("T4", "L4", "A10G", "A10", "L40S", "A100", "A100-40GB", "A100-80GB", "RTX-PRO-6000", "H100", "H200", "B200")
+GPU_TYPES = (
+    "T4",
+    "L4",
+    "A10G",
+    "A10",
+    "L40S",
+    "A100",
+    "A100-40GB",
+    "A100-80GB",
+    "RTX-PRO-6000",
+    "H100",
+    "H200",
+    "B200",
+)
 
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

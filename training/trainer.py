@@ -181,8 +181,12 @@ def _capture_rng(generator: torch.Generator, device: torch.device) -> dict:
     _, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "sampler": generator.get_state(),
     }
@@ -207,8 +211,9 @@ def _restore_rng(state: dict, generator: torch.Generator, device: torch.device) 
 class _Run:
     """The state of one run() call; methods are the phases of the loop."""
 
-    def __init__(self, spec: TrainSpec, out_dir: Path, reporter: Reporter, cache_dir: Path | None,
-                 report_interval_s: float):
+    def __init__(
+        self, spec: TrainSpec, out_dir: Path, reporter: Reporter, cache_dir: Path | None, report_interval_s: float
+    ):
         self.spec = spec
         self.out_dir = out_dir
         self.reporter = reporter
@@ -253,7 +258,8 @@ class _Run:
         self.sampler = WindowSampler(self.dataset, self.train_episodes, obs_deltas, action_deltas, self.device)
         self.val_sampler = (
             WindowSampler(self.dataset, self.val_episodes, obs_deltas, action_deltas, self.device)
-            if len(self.val_episodes) else None
+            if len(self.val_episodes)
+            else None
         )
         self.optimizer = make_optimizer(
             self.policy, spec.resolved_lr(), spec.resolved_weight_decay(), tuple(spec.policy.optimizer_betas)
@@ -414,8 +420,10 @@ class _Run:
                 log_row = log_window.means()
                 log_window.reset()
                 if not math.isfinite(log_row["train/loss"]):
-                    raise TrainingError(f"the training loss became {log_row['train/loss']} by step {self.step}; "
-                                        "try a lower training.lr or a smaller training.grad_clip")
+                    raise TrainingError(
+                        f"the training loss became {log_row['train/loss']} by step {self.step}; "
+                        "try a lower training.lr or a smaller training.grad_clip"
+                    )
                 val = self.validation_loss()
                 if val is not None:
                     log_row["val/loss"] = val

@@ -28,8 +28,14 @@ def _save(run_dir, step, policy):
     optimizer = make_optimizer(policy, 1e-3, 0.0, (0.9, 0.999))
     scheduler = make_scheduler(optimizer, 0, 10)
     return save_checkpoint(
-        run_dir, step, spec=SPEC, policy=policy, stats=unit_stats(), optimizer_state=optimizer.state_dict(),
-        scheduler_state=scheduler_state_to_json(scheduler), rng_state={"torch": torch.get_rng_state()},
+        run_dir,
+        step,
+        spec=SPEC,
+        policy=policy,
+        stats=unit_stats(),
+        optimizer_state=optimizer.state_dict(),
+        scheduler_state=scheduler_state_to_json(scheduler),
+        rng_state={"torch": torch.get_rng_state()},
     )
 
 
@@ -42,10 +48,16 @@ def policy():
 def test_layout_follows_lerobot_and_last_is_a_relative_symlink(tmp_path, policy):
     path = _save(tmp_path, 5, policy)
     assert path == tmp_path / CHECKPOINTS_DIR / "000005"
-    for rel in ("pretrained_model/config.json", "pretrained_model/model.safetensors",
-                "pretrained_model/normalization_stats.safetensors", "pretrained_model/train_config.json",
-                "training_state/optimizer_state.pt", "training_state/scheduler_state.json",
-                "training_state/rng_state.pt", "training_state/training_step.json"):
+    for rel in (
+        "pretrained_model/config.json",
+        "pretrained_model/model.safetensors",
+        "pretrained_model/normalization_stats.safetensors",
+        "pretrained_model/train_config.json",
+        "training_state/optimizer_state.pt",
+        "training_state/scheduler_state.json",
+        "training_state/rng_state.pt",
+        "training_state/training_step.json",
+    ):
         assert (path / rel).is_file(), rel
     last = tmp_path / CHECKPOINTS_DIR / "last"
     assert last.is_symlink() and os.readlink(last) == "000005"

@@ -19,11 +19,15 @@ def _write(path, data):
 
 
 def test_a_bad_dataset_path_prints_one_line_without_traceback_and_exits_2(tmp_path):
-    config = _write(tmp_path / "c.json", {"policy": {"type": "mlp"}, "dataset": {"uri": f"file://{tmp_path}/nope"},
-                                          "training": {"device": "cpu"}})
+    config = _write(
+        tmp_path / "c.json",
+        {"policy": {"type": "mlp"}, "dataset": {"uri": f"file://{tmp_path}/nope"}, "training": {"device": "cpu"}},
+    )
     done = subprocess.run(
         [sys.executable, "-m", "training", "run", str(config), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
@@ -31,8 +35,14 @@ def test_a_bad_dataset_path_prints_one_line_without_traceback_and_exits_2(tmp_pa
 
 
 def test_a_bad_spec_names_the_field_on_one_line_and_exits_2(tmp_path, capsys):
-    config = _write(tmp_path / "c.json", {"policy": {"type": "mlp", "hidden_dims": []},
-                                          "dataset": {"uri": "builtin://push2d"}, "training": {"stepz": 3}})
+    config = _write(
+        tmp_path / "c.json",
+        {
+            "policy": {"type": "mlp", "hidden_dims": []},
+            "dataset": {"uri": "builtin://push2d"},
+            "training": {"stepz": 3},
+        },
+    )
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -57,16 +67,32 @@ def test_make_dataset_then_run_then_eval(tmp_path, capsys):
     assert main(["make-dataset", "push2d", "--episodes", "6", "--seed", "3", "--out", str(tmp_path / "ds")]) == 0
     assert (tmp_path / "ds" / "meta" / "info.json").is_file()
     assert "wrote 6 push2d episodes" in capsys.readouterr().out
-    config = _write(tmp_path / "c.json", {
-        "policy": {"type": "mlp", "hidden_dims": [16]},
-        "dataset": {"uri": f"file://{tmp_path}/ds"},
-        "training": {"steps": 4, "batch_size": 8, "device": "cpu", "log_every": 2},
-        "eval": {"env": "push2d", "episodes": 3},
-    })
+    config = _write(
+        tmp_path / "c.json",
+        {
+            "policy": {"type": "mlp", "hidden_dims": [16]},
+            "dataset": {"uri": f"file://{tmp_path}/ds"},
+            "training": {"steps": 4, "batch_size": 8, "device": "cpu", "log_every": 2},
+            "eval": {"env": "push2d", "episodes": 3},
+        },
+    )
     assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("done: steps 4/4") and "success" in out and "95% CI" in out
-    assert main(["eval", str(tmp_path / "run" / "checkpoints" / "000004"), "--episodes", "3", "--device", "cpu",
-                 "--json", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path / "run" / "checkpoints" / "000004"),
+                "--episodes",
+                "3",
+                "--device",
+                "cpu",
+                "--json",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     assert "over 3 episodes of push2d" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "eval.json").read_text())["per_episode"]) == 3

@@ -26,13 +26,21 @@ class _StopAtOnce(NullReporter):
 
 
 def _spec(policy: dict, steps: int, batch_size: int, log_every: int) -> TrainSpec:
-    return TrainSpec.model_validate({
-        "policy": policy,
-        "dataset": {"uri": "builtin://push2d?episodes=200&seed=0", "val_fraction": 0.0},
-        "training": {"steps": steps, "batch_size": batch_size, "log_every": log_every, "checkpoint_every": 100_000,
-                     "device": "cpu", "seed": 7},
-        "eval": {"env": "push2d", "episodes": EVAL_EPISODES},
-    })
+    return TrainSpec.model_validate(
+        {
+            "policy": policy,
+            "dataset": {"uri": "builtin://push2d?episodes=200&seed=0", "val_fraction": 0.0},
+            "training": {
+                "steps": steps,
+                "batch_size": batch_size,
+                "log_every": log_every,
+                "checkpoint_every": 100_000,
+                "device": "cpu",
+                "seed": 7,
+            },
+            "eval": {"env": "push2d", "episodes": EVAL_EPISODES},
+        }
+    )
 
 
 def _untrained_eval(spec: TrainSpec, tmp_path, dataset_cache) -> dict:
@@ -51,8 +59,12 @@ def _train(spec: TrainSpec, tmp_path, dataset_cache):
 
 @pytest.mark.slow
 def test_mlp_learns_push2d(tmp_path, dataset_cache):
-    spec = _spec({"type": "mlp", "hidden_dims": [256, 256], "optimizer_lr": 2e-3, "scheduler_warmup_steps": 50},
-                 steps=2000, batch_size=256, log_every=100)
+    spec = _spec(
+        {"type": "mlp", "hidden_dims": [256, 256], "optimizer_lr": 2e-3, "scheduler_warmup_steps": 50},
+        steps=2000,
+        batch_size=256,
+        log_every=100,
+    )
     untrained = _untrained_eval(spec, tmp_path, dataset_cache)["pc_success"]
     result, _ = _train(spec, tmp_path, dataset_cache)
     success = result.eval["pc_success"]  # percent
@@ -63,11 +75,27 @@ def test_mlp_learns_push2d(tmp_path, dataset_cache):
 
 @pytest.mark.slow
 def test_act_learns_push2d(tmp_path, dataset_cache):
-    spec = _spec({"type": "act", "chunk_size": 8, "n_action_steps": 1, "dim_model": 64, "n_heads": 4,
-                  "dim_feedforward": 128, "n_encoder_layers": 1, "n_decoder_layers": 1, "n_vae_encoder_layers": 1,
-                  "latent_dim": 8, "kl_weight": 1.0, "dropout": 0.0, "optimizer_lr": 1e-3,
-                  "scheduler_warmup_steps": 20},
-                 steps=300, batch_size=64, log_every=20)
+    spec = _spec(
+        {
+            "type": "act",
+            "chunk_size": 8,
+            "n_action_steps": 1,
+            "dim_model": 64,
+            "n_heads": 4,
+            "dim_feedforward": 128,
+            "n_encoder_layers": 1,
+            "n_decoder_layers": 1,
+            "n_vae_encoder_layers": 1,
+            "latent_dim": 8,
+            "kl_weight": 1.0,
+            "dropout": 0.0,
+            "optimizer_lr": 1e-3,
+            "scheduler_warmup_steps": 20,
+        },
+        steps=300,
+        batch_size=64,
+        log_every=20,
+    )
     untrained = _untrained_eval(spec, tmp_path, dataset_cache)["pc_success"]
     result, losses = _train(spec, tmp_path, dataset_cache)
     assert losses[0] >= 5 * losses[-1], losses
@@ -80,10 +108,23 @@ def test_diffusion_learns_push2d(tmp_path, dataset_cache):
     # A few hundred CPU steps make it push the block most of the way; finishing within tolerance comes later (the
     # reference's tiny DDPM head reached 18% after 4k steps), so success is gated on beating the untrained policy and
     # the progress reward on a margin.
-    spec = _spec({"type": "diffusion", "down_dims": [32, 64], "diffusion_step_embed_dim": 32, "n_groups": 8,
-                  "n_obs_steps": 1, "horizon": 4, "n_action_steps": 1, "num_inference_steps": 5,
-                  "optimizer_lr": 1e-3, "scheduler_warmup_steps": 50},
-                 steps=1000, batch_size=128, log_every=50)
+    spec = _spec(
+        {
+            "type": "diffusion",
+            "down_dims": [32, 64],
+            "diffusion_step_embed_dim": 32,
+            "n_groups": 8,
+            "n_obs_steps": 1,
+            "horizon": 4,
+            "n_action_steps": 1,
+            "num_inference_steps": 5,
+            "optimizer_lr": 1e-3,
+            "scheduler_warmup_steps": 50,
+        },
+        steps=1000,
+        batch_size=128,
+        log_every=50,
+    )
     untrained = _untrained_eval(spec, tmp_path, dataset_cache)
     result, losses = _train(spec, tmp_path, dataset_cache)
     assert losses[0] >= 5 * losses[-1], losses

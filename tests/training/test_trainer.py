@@ -44,14 +44,21 @@ class RecordingReporter(NullReporter):
         return self.stop_after_steps is not None and self.should_stop_calls > self.stop_after_steps
 
 
-def _spec(policy: dict, *, steps: int, episodes: int = 20, eval_env=None, eval_episodes=50, eval_every=None,
-          **training) -> TrainSpec:
+def _spec(
+    policy: dict, *, steps: int, episodes: int = 20, eval_env=None, eval_episodes=50, eval_every=None, **training
+) -> TrainSpec:
     return TrainSpec.model_validate(
         {
             "policy": policy,
             "dataset": {"uri": f"builtin://push2d?episodes={episodes}", "val_fraction": training.pop("val", 0.1)},
-            "training": {"steps": steps, "device": "cpu", "batch_size": 32, "log_every": 5, "checkpoint_every": 1000,
-                         **training},
+            "training": {
+                "steps": steps,
+                "device": "cpu",
+                "batch_size": 32,
+                "log_every": 5,
+                "checkpoint_every": 1000,
+                **training,
+            },
             "eval": {"env": eval_env, "episodes": eval_episodes, "every": eval_every},
         }
     )
@@ -62,8 +69,15 @@ def _rows(out_dir):
 
 
 TINY_MLP = {"type": "mlp", "hidden_dims": [32, 32], "dropout": 0.1}
-TINY_DIFFUSION = {"type": "diffusion", "down_dims": [16, 32], "horizon": 8, "n_action_steps": 4,
-                  "diffusion_step_embed_dim": 16, "n_groups": 4, "num_inference_steps": 4}
+TINY_DIFFUSION = {
+    "type": "diffusion",
+    "down_dims": [16, 32],
+    "horizon": 8,
+    "n_action_steps": 4,
+    "diffusion_step_embed_dim": 16,
+    "n_groups": 4,
+    "num_inference_steps": 4,
+}
 
 
 # ------------------------------------------------------------------------------------------------ mechanics
@@ -81,8 +95,15 @@ def test_metrics_progress_checkpoints_and_result(tmp_path, dataset_cache):
     assert [(s, t) for s, t, _ in reporter.progress_calls] == [(12, 12)]
     rows = _rows(tmp_path)
     assert [r["step"] for r in rows] == [5, 10, 12]
-    for name in ("train/loss", "train/grad_norm", "train/lr", "train/samples_per_s", "train/update_s",
-                 "train/data_s", "val/loss"):
+    for name in (
+        "train/loss",
+        "train/grad_norm",
+        "train/lr",
+        "train/samples_per_s",
+        "train/update_s",
+        "train/data_s",
+        "val/loss",
+    ):
         assert all(name in r for r in rows), name
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["steps_done"] == 12 and saved["eval"] is None
@@ -97,8 +118,14 @@ def test_evaluation_runs_on_the_saved_checkpoint_every_n_steps_and_at_the_end(tm
     assert [r["step"] for r in eval_rows] == [4, 8]
     assert reporter.checkpoints == [4, 8]  # evaluation loads what is on disk, so step 4 was saved first
     assert (tmp_path / "eval" / "eval_info_000004.json").is_file()
-    assert set(result.eval) >= {"pc_success", "pc_success_ci_low", "pc_success_ci_high", "avg_max_reward",
-                                "avg_sum_reward", "n_episodes"}
+    assert set(result.eval) >= {
+        "pc_success",
+        "pc_success_ci_low",
+        "pc_success_ci_high",
+        "avg_max_reward",
+        "avg_sum_reward",
+        "n_episodes",
+    }
     assert 0.0 <= result.eval["pc_success_ci_low"] <= result.eval["pc_success"] <= result.eval["pc_success_ci_high"]
     step, total, last_metrics = reporter.progress_calls[-1]
     assert (step, total) == (8, 8) and last_metrics["eval/n_episodes"] == 3
@@ -115,8 +142,11 @@ def test_should_stop_saves_a_checkpoint_and_returns_stopped(tmp_path, dataset_ca
 
 def test_a_bad_dataset_fails_before_any_training(tmp_path, dataset_cache):
     spec = _spec(TINY_MLP, steps=5).model_copy(
-        update={"dataset": TrainSpec.model_validate(
-            {"policy": TINY_MLP, "dataset": {"uri": f"file://{tmp_path}/missing"}}).dataset}
+        update={
+            "dataset": TrainSpec.model_validate(
+                {"policy": TINY_MLP, "dataset": {"uri": f"file://{tmp_path}/missing"}}
+            ).dataset
+        }
     )
     with pytest.raises(DatasetError, match="missing"):
         run(spec, tmp_path / "out", cache_dir=dataset_cache)
@@ -125,12 +155,18 @@ def test_a_bad_dataset_fails_before_any_training(tmp_path, dataset_cache):
 
 def test_an_eval_env_that_does_not_match_the_dataset_is_refused(tmp_path, dataset_cache):
     episodes = [{"observation.state": torch.rand(6, 3).numpy(), "action": torch.rand(6, 2).numpy()}] * 2
-    features = {"observation.state": {"dtype": "float32", "shape": [3], "names": None},
-                "action": {"dtype": "float32", "shape": [2], "names": None}}
+    features = {
+        "observation.state": {"dtype": "float32", "shape": [3], "names": None},
+        "action": {"dtype": "float32", "shape": [2], "names": None},
+    }
     root = lerobot.write_v3(tmp_path / "ds", episodes, fps=10, features=features, task="t")
     spec = TrainSpec.model_validate(
-        {"policy": TINY_MLP, "dataset": {"uri": f"file://{root}"}, "eval": {"env": "push2d"},
-         "training": {"device": "cpu"}}
+        {
+            "policy": TINY_MLP,
+            "dataset": {"uri": f"file://{root}"},
+            "eval": {"env": "push2d"},
+            "training": {"device": "cpu"},
+        }
     )
     with pytest.raises(EnvironmentError_, match="'observation.state' is 2-dimensional in the env but 3"):
         run(spec, tmp_path / "out", cache_dir=dataset_cache)
@@ -174,8 +210,9 @@ def test_stop_and_resume_gives_exactly_the_uninterrupted_parameters(tmp_path, da
     run(_spec(policy, steps=2 * n, log_every=2 * n), straight, cache_dir=dataset_cache)
 
     resumed = tmp_path / "resumed"
-    first = run(_spec(policy, steps=2 * n, log_every=2), resumed, RecordingReporter(stop_after_steps=n),
-                cache_dir=dataset_cache)
+    first = run(
+        _spec(policy, steps=2 * n, log_every=2), resumed, RecordingReporter(stop_after_steps=n), cache_dir=dataset_cache
+    )
     assert first.stopped and first.steps_done == n
     # Different logging cadence on purpose: validation must not touch the training RNG.
     second = run(_spec(policy, steps=2 * n, log_every=3), resumed, cache_dir=dataset_cache)

@@ -40,9 +40,7 @@ class ActConfig(PolicyConfigBase):
     @model_validator(mode="after")
     def _check_execution(self) -> ActConfig:
         if self.n_action_steps > self.chunk_size:
-            raise ValueError(
-                f"n_action_steps ({self.n_action_steps}) must be at most chunk_size ({self.chunk_size})"
-            )
+            raise ValueError(f"n_action_steps ({self.n_action_steps}) must be at most chunk_size ({self.chunk_size})")
         if self.temporal_ensemble_coeff is not None and self.n_action_steps != 1:
             raise ValueError("temporal_ensemble_coeff needs n_action_steps = 1 (the policy is queried every step)")
         if self.dim_model % self.n_heads:
