@@ -21,5 +21,13 @@ test: install
 run: install
 	$(VENV)/bin/robotrain serve
 
+# What the repository promises about its code: lint, formatting, types, and the layering of docs/architecture.md.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The benchmarks print their figures as ratios to a baseline measured in the same run (README, "Benchmarks").
+bench: install
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -15,7 +15,7 @@
 # - `train`: one attempt of one job on a GPU. It survives preemption: checkpoints are committed to a Volume as they
 #   land, Modal retries the input in a fresh container, and the retried input resumes from the last checkpoint.
 #
-# Every body below is a call into `robotrain.adapters.modal_runtime`; the logic lives (and is tested) there.
+# Every body below is a call into `robotrain.entrypoints.modal`; the logic lives (and is tested) there.
 
 from pathlib import Path
 
@@ -75,9 +75,9 @@ volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
     secrets=[secret],
 )
 def train(job_id: str, attempt: int) -> None:
-    from robotrain.adapters import modal_runtime
+    from robotrain.entrypoints import modal as entry
 
-    modal_runtime.train_attempt(Settings(), job_id, attempt, train=train, drain=drain, volume=volume)
+    entry.train_attempt(Settings(), job_id, attempt, train=train, drain=drain, volume=volume)
 
 
 # ## The queue drain
@@ -90,9 +90,9 @@ def train(job_id: str, attempt: int) -> None:
     secrets=[secret],
 )
 def drain() -> dict:
-    from robotrain.adapters import modal_runtime
+    from robotrain.entrypoints import modal as entry
 
-    return modal_runtime.drain_and_sweep(Settings(), train=train, volume=volume)
+    return entry.drain_and_sweep(Settings(), train=train, volume=volume)
 
 
 # ## The API
@@ -100,9 +100,9 @@ def drain() -> dict:
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def api():
-    from robotrain.adapters import modal_runtime
+    from robotrain.entrypoints import modal as entry
 
-    return modal_runtime.api_app(Settings(), train=train, drain=drain, volume=volume)
+    return entry.api_app(Settings(), train=train, drain=drain, volume=volume)
 
 
 # ## Training one spec without the service
@@ -111,9 +111,9 @@ def api():
 # to the Volume under runs/NAME; running it again with the same name resumes.
 @app.function(image=image, gpu=settings.default_gpu, timeout=6 * 60 * 60, volumes={ARTIFACTS_MOUNT: volume})
 def train_spec(spec_json: str, run_name: str) -> dict:
-    from robotrain.adapters import modal_runtime
+    from robotrain.entrypoints import modal as entry
 
-    return modal_runtime.train_one_spec(spec_json, Path(ARTIFACTS_MOUNT) / "runs" / run_name, volume=volume)
+    return entry.train_one_spec(spec_json, Path(ARTIFACTS_MOUNT) / "runs" / run_name, volume=volume)
 
 
 @app.local_entrypoint()

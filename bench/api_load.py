@@ -60,6 +60,7 @@ def serve_embedded(port: int, data_dir: Path) -> None:
 
     from robotrain.api.app import create_app
     from robotrain.settings import Settings
+    from robotrain.wiring import build_components, build_verifier
 
     # The per-user submit rate limit and active-jobs cap would turn most POSTs into 429s: lift them, so the bench
     # measures accepting jobs (their cost is measured by tests/robotrain/api/test_rate_limit.py, not here).
@@ -70,7 +71,8 @@ def serve_embedded(port: int, data_dir: Path) -> None:
         submit_rate_per_minute=10**9,
         max_active_jobs_per_user=10**9,
     )
-    uvicorn.run(create_app(settings, start_dispatch=False), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(build_components(settings), verifier=build_verifier(settings))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _free_port() -> int:

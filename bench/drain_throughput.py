@@ -29,12 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from robotrain.adapters.local_artifacts import LocalArtifactStore
 from robotrain.adapters.sqlite_store import SqliteJobStore
 from robotrain.adapters.sqs_queue import SqsJobQueue, create_queue_with_dlq, make_client
-from robotrain.dispatch import Dispatcher
+from robotrain.control import Dispatcher
 from robotrain.jobs.models import Job
 from robotrain.jobs.service import JobService
-from robotrain.ports import QueueMessage
+from robotrain.ports import Components, QueueMessage
 from robotrain.settings import Settings
-from robotrain.wiring import Components
 from tests.support.moto import moto_server
 from training.spec import TrainSpec
 

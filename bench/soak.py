@@ -32,11 +32,13 @@ from pathlib import Path
 
 import training.trainer
 from robotrain.adapters.thread_launcher import ThreadLauncher
-from robotrain.dispatch import Dispatcher, DispatchLoop
+from robotrain.control import Dispatcher, DispatchLoop
+from robotrain.jobs.lifecycle import job_message
 from robotrain.jobs.models import JobStatus
-from robotrain.jobs.service import JobService, job_message
+from robotrain.jobs.service import JobService
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
+from robotrain.worker.runner import run_worker
 from training.spec import TrainSpec
 
 FAST_SPEC = {
@@ -102,7 +104,7 @@ def main() -> int:
     components = build_components(settings)
     launcher = ThreadLauncher(args.concurrency, on_exit=lambda: kick_loop())  # kick_loop is defined with the loop
     components.launcher = launcher
-    launcher.bind(components)
+    launcher.bind(lambda job_id, attempt: run_worker(components, job_id, attempt))
     counter = CountingTrainer(training.trainer.run)
     training.trainer.run = counter
 

@@ -201,7 +201,7 @@ def test_a_restarted_input_takes_over_its_running_attempt(local_env, fakes):
     components = build_components(local_env)
     job_id = submit_through_the_api(local_env, fakes)
     fakes["real"]["drain"].local()
-    from robotrain.jobs.service import apply_transition
+    from robotrain.jobs.lifecycle import apply_transition
 
     apply_transition(components.store, components.store.get(job_id), JobStatus.RUNNING)  # the preempted run
 

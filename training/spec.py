@@ -20,7 +20,7 @@ PolicyConfig = Annotated[MlpConfig | ActConfig | DiffusionConfig, Field(discrimi
 
 BUILTIN_DATASETS = ("push2d",)
 EVAL_ENVS = ("push2d",)
-# Modal's GPU names (modal.md §1); "A10G" is the older name for "A10".
+# Modal's GPU names (Modal docs, "GPU acceleration"); "A10G" is the older name for "A10".
 GPU_TYPES = (
     "T4",
     "L4",
@@ -122,7 +122,9 @@ class EvalSpec(_Section):
 
 
 class ComputeSpec(_Section):
-    gpu: Literal[GPU_TYPES] = "A10G"  # type: ignore[valid-type]
+    gpu: Literal[GPU_TYPES] | None = Field(  # type: ignore[valid-type]
+        None, description="The GPU to train on; null means the service's default (ROBOTRAIN_DEFAULT_GPU)."
+    )
     timeout_minutes: int = Field(60, ge=1, le=24 * 60)
 
 

@@ -1,6 +1,7 @@
 """The seams the cloud plugs into. Each port has an embedded adapter (SQLite, a local queue, subprocesses, a
-directory, local keys) and a cloud adapter (Supabase, SQS, Modal, a Modal Volume, Clerk). Services depend on these
-protocols only; `robotrain.wiring` picks the adapters from settings."""
+directory, local keys) and a cloud adapter (Supabase, SQS, Modal, a Modal Volume, Clerk). The lifecycle, the services
+and the three processes (api, control plane, worker) depend on these protocols and on `Components` only;
+`robotrain.wiring` and the entry points pick the adapters."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page
+from robotrain.settings import Settings
 
 
 class JobStore(Protocol):
@@ -21,7 +23,7 @@ class JobStore(Protocol):
     def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
         """The job, or None when missing or (with `user_id`) owned by someone else."""
 
-    def list(
+    def list_jobs(
         self, *, user_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
     ) -> Page:
         """The user's jobs newest first (created_at, then id, descending); `next_cursor` is opaque and stable
@@ -89,7 +91,7 @@ class QueueMessage:
 
 
 MAX_MESSAGE_BYTES = 1_048_576
-"""SQS's limit on a message body, counted in UTF-8 bytes (services.md §3.1). Every queue adapter checks it itself."""
+"""SQS's limit on a message body, counted in UTF-8 bytes (AWS, "Amazon SQS message quotas"). Every queue adapter checks it itself."""
 
 
 class MessageTooLarge(ValueError):
@@ -150,7 +152,7 @@ class ArtifactStore(Protocol):
     def job_dir(self, job_id: str) -> Path:
         """Where the worker writes this job's files (created on demand)."""
 
-    def list(self, job_id: str) -> list[Artifact]: ...
+    def list_files(self, job_id: str) -> list[Artifact]: ...
 
     def resolve(self, job_id: str, path: str) -> Path:
         """The file at `path` inside the job's directory; raises ArtifactNotFound when missing or outside it."""
@@ -163,3 +165,16 @@ class ArtifactStore(Protocol):
 class TokenVerifier(Protocol):
     def verify(self, token: str) -> str:
         """The user id the token proves; raises Unauthorized (or AuthUnavailable when keys cannot be fetched)."""
+
+
+@dataclass
+class Components:
+    """One process's adapters behind each port, with the settings they were built from. Built by `robotrain.wiring`
+    (or an entry point that supplies platform-specific adapters) and handed down; nothing below the entry points
+    knows which classes these are."""
+
+    settings: Settings
+    store: JobStore
+    queue: JobQueue
+    launcher: Launcher
+    artifacts: ArtifactStore

@@ -1,20 +1,12 @@
-"""Builds the adapters behind each port from settings. The only place that knows which classes implement them."""
+"""Builds the adapters behind each port from settings. With the entry points, the only place that knows which
+classes implement them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from robotrain.ports import ArtifactStore, JobQueue, JobStore, Launcher
+from robotrain.auth.local_keys import LOCAL_ISSUER, LocalKeys
+from robotrain.auth.verifier import JwtVerifier
+from robotrain.ports import ArtifactStore, Components, JobQueue, JobStore, Launcher, TokenVerifier
 from robotrain.settings import Settings
-
-
-@dataclass
-class Components:
-    settings: Settings
-    store: JobStore
-    queue: JobQueue
-    launcher: Launcher
-    artifacts: ArtifactStore
 
 
 def build_components(
@@ -22,8 +14,8 @@ def build_components(
 ) -> Components:
     """Each port independently: the cloud adapter when its variables are set, the embedded one under
     `settings.data_dir` otherwise. Cloud adapters are imported inside their branches, so their SDKs load only when
-    selected. The Modal launcher and Volume need objects of the Modal app, so modal_app.py passes them in
-    (robotrain.adapters.modal_runtime); `ROBOTRAIN_LAUNCHER=modal` without them is refused rather than run locally."""
+    selected. The Modal launcher and Volume need objects of the Modal app, so its entry point passes them in
+    (robotrain.entrypoints.modal); `ROBOTRAIN_LAUNCHER=modal` without them is refused rather than run locally."""
     from robotrain.adapters.local_artifacts import LocalArtifactStore
     from robotrain.adapters.subprocess_launcher import SubprocessLauncher
 
@@ -63,3 +55,18 @@ def build_queue(settings: Settings) -> JobQueue:
         max_receives=settings.queue_max_receives,
         visibility_timeout_s=settings.queue_visibility_timeout_s,
     )
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """Clerk's key source when any CLERK_* key variable is set (then locally minted tokens are refused, since they
+    are not signed by Clerk's key), otherwise the local key pair under the data dir."""
+    if settings.uses_clerk:
+        from robotrain.auth.clerk import clerk_issuer, clerk_key_source
+
+        return JwtVerifier(
+            clerk_key_source(settings),
+            issuer=clerk_issuer(settings),
+            authorized_parties=settings.clerk_authorized_parties,
+            leeway_s=5,
+        )
+    return JwtVerifier(LocalKeys(settings.data_dir), issuer=LOCAL_ISSUER, leeway_s=5)

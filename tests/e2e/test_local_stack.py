@@ -81,7 +81,7 @@ def worker_pids(job_id: str) -> list[int]:
             status = (entry / "stat").read_text().split(") ", 1)[1][0]
         except OSError:
             continue
-        if status != "Z" and b"robotrain.dispatch.worker" in cmdline and job_id.encode() in cmdline:
+        if status != "Z" and b"robotrain.entrypoints.worker" in cmdline and job_id.encode() in cmdline:
             pids.append(int(entry.name))
     return pids
 

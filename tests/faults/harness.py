@@ -21,14 +21,14 @@ from typing import Any
 
 import training.trainer
 from robotrain.adapters.thread_launcher import ThreadLauncher
-from robotrain.dispatch.drain import Drainer
-from robotrain.dispatch.loop import Dispatcher
-from robotrain.dispatch.sweep import Sweeper
+from robotrain.control.drain import Drainer
+from robotrain.control.loop import Dispatcher
+from robotrain.control.sweep import Sweeper
 from robotrain.jobs.models import Job, JobStatus
 from robotrain.jobs.service import JobService
-from robotrain.ports import JobStore
-from robotrain.wiring import Components
-from tests.robotrain.dispatch.fakes import fast_spec, make_components
+from robotrain.ports import Components, JobStore
+from robotrain.worker.runner import run_worker
+from tests.support.components import fast_spec, make_components
 from training.spec import TrainSpec
 
 S = JobStatus
@@ -113,7 +113,7 @@ def build_stack(tmp_path: Path, runs: TrainingRuns, *, wrap: Callable[[Component
                 **settings: Any) -> Stack:  # fmt: skip
     launcher = ThreadLauncher(2)
     components = make_components(tmp_path, launcher, **{**FAST_SETTINGS, **settings})
-    launcher.bind(components)
+    launcher.bind(lambda job_id, attempt: run_worker(components, job_id, attempt))
     real_store = components.store
     if wrap is not None:
         wrap(components)  # put injection wrappers around the real adapters

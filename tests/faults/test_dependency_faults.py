@@ -12,16 +12,16 @@ from fastapi.testclient import TestClient
 
 from robotrain.adapters.local_queue import LocalJobQueue
 from robotrain.adapters.sqlite_store import SqliteJobStore
-from robotrain.api.app import create_app
 from robotrain.auth.local_keys import LocalKeys
-from robotrain.dispatch.drain import Drainer
-from robotrain.dispatch.loop import Dispatcher
+from robotrain.control.drain import Drainer
+from robotrain.control.loop import Dispatcher
 from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
+from robotrain.jobs.lifecycle import job_message
 from robotrain.jobs.models import JobChanges, JobStatus, utcnow
-from robotrain.jobs.service import job_message
-from robotrain.wiring import Components
+from robotrain.ports import Components
 from tests.faults.harness import TrainingRuns, assert_truthful, build_stack, tiny_spec
 from tests.faults.injection import FailOn, Intercept, Outage
+from tests.support.app import api_app
 
 S = JobStatus
 
@@ -35,7 +35,7 @@ def test_queue_down_at_submit_jobs_are_accepted_and_run_once_it_is_back(tmp_path
     stack = build_stack(tmp_path, runs, wrap=queue_down)
     queue = outage["queue"]
     queue.down = True
-    app = create_app(stack.components.settings, components=stack.components, start_dispatch=False)
+    app = api_app(stack.components)
     token = LocalKeys(stack.components.settings.data_dir).mint("alice")
     with TestClient(app) as client:
         ready = client.get("/readyz")
@@ -190,7 +190,7 @@ def test_a_submit_retried_after_a_lost_response_with_its_idempotency_key_runs_on
     tmp_path: Path, runs: TrainingRuns
 ) -> None:
     stack = build_stack(tmp_path, runs)
-    app = create_app(stack.components.settings, components=stack.components, start_dispatch=False)
+    app = api_app(stack.components)
     auth = {"Authorization": f"Bearer {LocalKeys(stack.components.settings.data_dir).mint('alice')}"}
     spec = tiny_spec().model_dump(mode="json")
     with TestClient(app) as client:

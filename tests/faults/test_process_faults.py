@@ -16,16 +16,16 @@ import pytest
 from robotrain.adapters.sqlite_store import SqliteJobStore
 from robotrain.adapters.subprocess_launcher import SubprocessLauncher, parse_handle
 from robotrain.auth.local_keys import LocalKeys
-from robotrain.dispatch.drain import Drainer
-from robotrain.dispatch.loop import Dispatcher
-from robotrain.dispatch.sweep import Sweeper
+from robotrain.control.drain import Drainer
+from robotrain.control.loop import Dispatcher
+from robotrain.control.sweep import Sweeper
 from robotrain.jobs.models import JobStatus
 from robotrain.jobs.service import JobService
-from robotrain.wiring import Components
+from robotrain.ports import Components
 from tests.e2e.test_local_stack import Stack as ServerStack
 from tests.e2e.test_local_stack import User, worker_pids
 from tests.faults.harness import FAST_SETTINGS, TrainingRuns, assert_truthful, build_stack, running_attempts, tiny_spec
-from tests.robotrain.dispatch.fakes import make_components
+from tests.support.components import make_components
 
 S = JobStatus
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from robotrain.api.app import create_app
 from robotrain.auth.local_keys import LocalKeys
+from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import Components, build_components
+from robotrain.wiring import build_components
+from tests.support.app import api_app
 
 INTERNAL_TOKEN = "security-internal-token-0123456789"
 
@@ -39,7 +40,7 @@ def components(tmp_path: Path, local_key_dir: Path) -> Components:
 
 @pytest.fixture
 def client(components: Components) -> Iterator[TestClient]:
-    with TestClient(create_app(components.settings, components=components, start_dispatch=False)) as test_client:
+    with TestClient(api_app(components)) as test_client:
         yield test_client
 
 

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from robotrain.jobs.models import JobStatus, MetricPoint, new_job_id
-from robotrain.wiring import Components
+from robotrain.ports import Components
 from tests.security.conftest import bearer
 
 SPEC = {

@@ -20,11 +20,11 @@ from hypothesis.strategies import from_regex
 from schemathesis import checks
 from schemathesis.openapi import from_asgi
 
-from robotrain.api.app import create_app
 from robotrain.auth.local_keys import LocalKeys
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
 from tests.security.conftest import INTERNAL_TOKEN
+from tests.support.app import api_app
 from training.spec import DATASET_URI_PATTERN, DatasetSpec
 
 INTERNAL_ROUTE = "/jobs/{job_id}/status"
@@ -56,7 +56,7 @@ APP_SETTINGS = Settings(
     submit_rate_per_minute=1_000_000,
     max_active_jobs_per_user=1_000_000,
 )
-APP = create_app(APP_SETTINGS, components=build_components(APP_SETTINGS), start_dispatch=False)
+APP = api_app(build_components(APP_SETTINGS))
 schema = from_asgi("/openapi.json", APP)
 
 

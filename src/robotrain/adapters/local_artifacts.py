@@ -29,7 +29,7 @@ class LocalArtifactStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def list(self, job_id: str) -> list[Artifact]:
+    def list_files(self, job_id: str) -> list[Artifact]:
         base = self._job_path(job_id)
         if not base.is_dir():
             return []

@@ -1,5 +1,5 @@
 """The embedded JobQueue: SQS semantics on a SQLite table, so the drain code that runs here is the code that runs
-against SQS (services.md §3).
+against SQS (AWS, "Amazon SQS visibility timeout", "dead-letter queues", "long polling").
 
 - A receive hides each message for the visibility timeout, gives it a new receipt handle and counts the receive.
 - Only the latest receipt handle deletes or changes visibility; an older one fails (SQS "may" ignore it silently,
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from robotrain.adapters.sqlite_store import BUSY_TIMEOUT_MS, SqliteDatabase
+from robotrain.adapters.sqlite_db import BUSY_TIMEOUT_MS, SqliteDatabase
 from robotrain.errors import QueueUnavailable
 from robotrain.ports import MAX_MESSAGE_BYTES, MessageTooLarge, QueueMessage, ReceiptHandleInvalid
 

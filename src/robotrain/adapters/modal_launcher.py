@@ -2,7 +2,7 @@
 
 The handle is the FunctionCall id (`fc-...`), which outlives this process, so a restarted drain can still ask about
 or cancel a call it did not spawn. A job's `compute.gpu` and `compute.timeout_minutes` are applied per call with
-`Function.with_options` (modal.md §3); the function's own decorator sets the defaults.
+`Function.with_options` (Modal docs, `Function.with_options` and `FunctionCall.get`); the function's own decorator sets the defaults.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import modal
 import modal.exception
 
+from robotrain.errors import LaunchError
 from robotrain.jobs.models import Job
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,23 @@ log = logging.getLogger(__name__)
 # with a checkpoint; Modal's hard limit is the backstop if the worker cannot.
 TIMEOUT_GRACE_S = 300
 
-# Errors that say nothing about the call, only that Modal could not be asked right now.
-UNKNOWN_STATE_ERRORS: tuple[type[BaseException], ...] = (
+# Modal could not be asked right now (its servers, the connection, a rate limit or quota): repeating the same call
+# later may succeed. Launches and cancels that raise one of these become LaunchError, which the drain retries with
+# backoff and the sweep repeats; anything else Modal raises (an invalid GPU name, a function that is not deployed)
+# is permanent and propagates, so the drain fails the job at once. modal.exception.Error is not an OSError, so
+# nothing of Modal's would be retried without this tuple.
+TRANSIENT_MODAL_ERRORS: tuple[type[Exception], ...] = (
     modal.exception.ConnectionError,
     modal.exception.ServiceError,
-    modal.exception.AuthError,
+    modal.exception.InternalError,
+    modal.exception.ResourceExhaustedError,
     OSError,
+)
+# Liveness cannot be told when Modal cannot be asked, or refuses to answer us: these say nothing about the call.
+LIVENESS_UNKNOWN_ERRORS: tuple[type[Exception], ...] = (
+    *TRANSIENT_MODAL_ERRORS,
+    modal.exception.AuthError,
+    modal.exception.PermissionDeniedError,
 )
 
 
@@ -50,26 +62,46 @@ class ModalLauncher:
         self._call_from_id = function_call_from_id
 
     def launch(self, job: Job) -> str:
-        compute = job.spec.get("compute") or {}
-        gpu = compute.get("gpu") or self._default_gpu
-        timeout_s = int(compute.get("timeout_minutes", 60)) * 60 + TIMEOUT_GRACE_S
-        call = self._train.with_options(gpu=gpu, timeout=timeout_s).spawn(job.id, job.attempt)
-        return call.object_id
+        compute = job.compute
+        gpu = compute.gpu or self._default_gpu
+        timeout_s = compute.timeout_minutes * 60 + TIMEOUT_GRACE_S
+        try:
+            call = self._train.with_options(gpu=gpu, timeout=timeout_s).spawn(job.id, job.attempt)
+        except TRANSIENT_MODAL_ERRORS as exc:
+            raise LaunchError(f"Modal could not spawn the worker: {type(exc).__name__}: {exc}") from exc
+        return str(call.object_id)
 
     def is_alive(self, handle: str) -> bool | None:
         call = self._call_from_id(handle)
         try:
             call.get(timeout=0)
-        except TimeoutError:  # the builtin one: the call has not finished (modal.md §3)
+        except (
+            TimeoutError
+        ):  # the builtin one: the call has not finished (Modal docs, `Function.with_options` and `FunctionCall.get`)
             return True
-        except UNKNOWN_STATE_ERRORS as exc:
+        except LIVENESS_UNKNOWN_ERRORS as exc:
             log.warning("cannot ask Modal about %s: %s", handle, exc)
             return None
-        except Exception:  # noqa: BLE001 - get() re-raises the call's own failure (or expiry): either way it ended
+        except BaseException:  # noqa: BLE001 - get() re-raises the call's own outcome, whatever it was (below)
+            # The call ended: with the worker's own exception, which Modal deserializes and raises here (a preempted
+            # worker's KeyboardInterrupt or SystemExit included, hence BaseException), or with Modal's
+            # FunctionTimeoutError, InternalFailure, RemoteError or OutputExpiredError.
             return False
         return False
 
     def cancel(self, handle: str) -> None:
         # terminate_containers: a train container runs one input (single_use_containers), so killing it stops the
         # GPU at once even when the input is stuck in a long CUDA call that would see InputCancellation late.
-        self._call_from_id(handle).cancel(terminate_containers=True)
+        try:
+            self._call_from_id(handle).cancel(terminate_containers=True)
+        except TRANSIENT_MODAL_ERRORS as exc:
+            raise LaunchError(f"Modal could not cancel {handle}: {type(exc).__name__}: {exc}") from exc
+
+
+def spawn_quietly(function: Any) -> None:
+    """Spawn a function of the app with no arguments (a drain kick) and only log a failure: the drain's schedule
+    runs anyway, so a lost kick costs latency, never a job."""
+    try:
+        function.spawn()
+    except modal.exception.Error as exc:
+        log.warning("could not spawn %s: %s", function, exc)

@@ -1,6 +1,6 @@
 """The JobQueue port on Amazon SQS (boto3). The only module of the service that imports boto3.
 
-Facts it relies on (shared/reference/services.md §3): long polling up to 20 s needs an HTTP read timeout longer than
+Facts it relies on (the AWS SQS developer guide): long polling up to 20 s needs an HTTP read timeout longer than
 the wait; batch calls take at most 10 entries and answer HTTP 200 even when some entries `Failed`; the body limit is
 1 MiB counted in UTF-8 bytes (moto counts characters, so the check is ours); a dead-letter queue with a redrive policy
 catches poison messages after `maxReceiveCount` receives.
@@ -74,7 +74,7 @@ MAX_BATCH = 10
 MAX_WAIT_SECONDS = 20
 MAX_VISIBILITY_TIMEOUT_S = 43_200
 
-# SQS accepts only XML-valid characters in a body (services.md §3.1).
+# SQS accepts only XML-valid characters in a body (AWS, "Amazon SQS message quotas").
 _INVALID_BODY_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 

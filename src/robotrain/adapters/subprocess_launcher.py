@@ -1,4 +1,4 @@
-"""The Launcher port on one machine: each attempt of a job is a `python -m robotrain.dispatch.worker JOB_ID ATTEMPT`
+"""The Launcher port on one machine: each attempt of a job is a `python -m robotrain.entrypoints.worker JOB_ID ATTEMPT`
 child in its own process group (so a server killed with -9 leaves it running, and a cancel stops all of it).
 
 The handle is "pid:<pid>:<start>" where <start> is the process's start time in clock ticks since boot (field 22 of
@@ -56,7 +56,7 @@ class SubprocessLauncher:
 
     def launch(self, job: Job) -> str:
         log_dir = self._settings.resolved_artifacts_dir / job.id / "logs"
-        command = [sys.executable, "-m", "robotrain.dispatch.worker", job.id, str(job.attempt)]
+        command = [sys.executable, "-m", "robotrain.entrypoints.worker", job.id, str(job.attempt)]
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             with open(log_dir / f"worker-{job.attempt}.log", "ab") as output:
@@ -101,6 +101,8 @@ class SubprocessLauncher:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
+        except OSError as exc:  # e.g. EPERM: the sweep asks again later
+            raise LaunchError(f"could not signal worker {handle}: {exc}") from exc
         threading.Thread(target=self._kill_after_grace, args=(handle,), name=f"kill-{pid}", daemon=True).start()
 
     def _kill_after_grace(self, handle: str) -> None:

@@ -19,7 +19,8 @@ import math
 import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import httpx
 from postgrest import APIError, APIResponse, CountMethod, ReturnMethod
@@ -66,7 +67,17 @@ class StoreError(AppError):
 
 
 def _is_transient_code(code: str | None) -> bool:
-    return bool(code) and (code in TRANSIENT_CODES or code.startswith(TRANSIENT_CODE_PREFIXES))
+    return code is not None and (code in TRANSIENT_CODES or code.startswith(TRANSIENT_CODE_PREFIXES))
+
+
+def _execute_range(query: Callable[[], Any], start: int, end: int) -> APIResponse:
+    return query().range(start, end).execute()
+
+
+def _rows(response: APIResponse) -> list[dict[str, Any]]:
+    """The rows of a PostgREST answer: every request here selects rows (or returns the changed ones), so `data` is a
+    JSON array of objects."""
+    return cast(list[dict[str, Any]], response.data)
 
 
 def _domain_error(error: APIError, doing: str, job_id: str | None) -> AppError:
@@ -192,6 +203,7 @@ class SupabaseJobStore:
     def from_settings(cls, settings: Settings) -> SupabaseJobStore:
         if not settings.uses_supabase:
             raise ValueError("SUPABASE_URL and SUPABASE_KEY must both be set for the Supabase store")
+        assert settings.supabase_url is not None and settings.supabase_key is not None  # uses_supabase says so
         return cls(
             settings.supabase_url,
             settings.supabase_key.get_secret_value(),
@@ -214,15 +226,20 @@ class SupabaseJobStore:
         while limit is None or len(rows) < limit:
             size = MAX_ROWS_PER_REQUEST if limit is None else min(limit - len(rows), MAX_ROWS_PER_REQUEST)
             offset = len(rows)
-            chunk = self._call(
+            chunk = self._call_rows(
                 doing,
-                lambda size=size, offset=offset: query().range(offset, offset + size - 1).execute(),
+                partial(_execute_range, query, offset, offset + size - 1),
                 idempotent=True,
-            ).data
+            )
             rows += chunk
             if len(chunk) < size:
                 break
         return rows
+
+    def _call_rows(
+        self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool, job_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        return _rows(self._call(doing, request, idempotent=idempotent, job_id=job_id))
 
     def _call(
         self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool, job_id: str | None = None
@@ -251,7 +268,7 @@ class SupabaseJobStore:
         response = self._call(
             f"creating job {job.id}", lambda: self._table("jobs").insert(row).execute(), idempotent=False
         )
-        return _row_to_job(response.data[0])
+        return _row_to_job(_rows(response)[0])
 
     def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
         def request() -> APIResponse:
@@ -260,10 +277,10 @@ class SupabaseJobStore:
                 query = query.eq("user_id", user_id)
             return query.limit(1).execute()
 
-        rows = self._call(f"reading job {job_id}", request, idempotent=True).data
+        rows = self._call_rows(f"reading job {job_id}", request, idempotent=True)
         return _row_to_job(rows[0]) if rows else None
 
-    def list(
+    def list_jobs(
         self, *, user_id: str, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
     ) -> Page:
         if limit < 1:
@@ -278,16 +295,16 @@ class SupabaseJobStore:
 
         rows: list[dict[str, Any]] = []
         if cursor is None:
-            rows = self._call(
+            rows = self._call_rows(
                 "listing jobs",
                 lambda: base().order("created_at", desc=True).order("id", desc=True).limit(limit + 1).execute(),
                 idempotent=True,
-            ).data
+            )
         else:
             after_created, after_id = decode_cursor(cursor)
             after_text = format_time(after_created)
             # (created_at, id) < (after_created, after_id), without `or=`: first the rest of the same instant...
-            rows = self._call(
+            rows = self._call_rows(
                 "listing jobs",
                 lambda: (
                     base()
@@ -298,9 +315,9 @@ class SupabaseJobStore:
                     .execute()
                 ),
                 idempotent=True,
-            ).data
+            )
             if len(rows) <= limit:  # ...then strictly older instants
-                rows += self._call(
+                rows += self._call_rows(
                     "listing jobs",
                     lambda: (
                         base()
@@ -311,7 +328,7 @@ class SupabaseJobStore:
                         .execute()
                     ),
                     idempotent=True,
-                ).data
+                )
         jobs = [_row_to_job(row) for row in rows[:limit]]
         next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(rows) > limit else None
         return Page(data=jobs, next_cursor=next_cursor)
@@ -341,7 +358,7 @@ class SupabaseJobStore:
             return query.execute()
 
         # a compare-and-set is not retried: a lost answer to an applied change would look like a lost race
-        rows = self._call(f"updating job {job_id}", request, idempotent=False, job_id=job_id).data
+        rows = self._call_rows(f"updating job {job_id}", request, idempotent=False, job_id=job_id)
         return _row_to_job(rows[0]) if rows else None
 
     def find(
@@ -381,12 +398,12 @@ class SupabaseJobStore:
         }
         # a claim is a compare-and-set: not retried (a lost answer to an applied claim would look like a lost race;
         # the sweep requeues a starting job that never got a launch handle)
-        rows = self._call(
+        rows = self._call_rows(
             f"claiming job {job_id}",
             lambda: self.client.rpc("claim_job", arguments).execute(),
             idempotent=False,
             job_id=job_id,
-        ).data
+        )
         return _row_to_job(rows[0]) if rows else None
 
     def ping(self) -> None:
@@ -428,26 +445,18 @@ class SupabaseJobStore:
             idempotent=False,
             job_id=job_id,
         )
-        return _row_to_event(response.data[0])
+        return _row_to_event(_rows(response)[0])
 
     def list_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]:
         events: list[JobEvent] = []
         last = after
         while len(events) < limit:
             size = min(limit - len(events), MAX_ROWS_PER_REQUEST)
-            rows = self._call(
+            rows = self._call_rows(
                 f"listing events of job {job_id}",
-                lambda last=last, size=size: (
-                    self._table("events")
-                    .select("*")
-                    .eq("job_id", job_id)
-                    .gt("id", last)
-                    .order("id")
-                    .limit(size)
-                    .execute()
-                ),
+                partial(self._events_after, job_id, last, size),
                 idempotent=True,
-            ).data
+            )
             events += [_row_to_event(row) for row in rows]
             if len(rows) < size:
                 break
@@ -468,14 +477,17 @@ class SupabaseJobStore:
             chunk = rows[start : start + MAX_ROWS_PER_REQUEST]
             self._call(
                 f"appending metrics to job {job_id}",
-                lambda chunk=chunk: (
-                    self._table("metrics")
-                    .upsert(chunk, on_conflict="job_id,name,step", returning=ReturnMethod.minimal)
-                    .execute()
-                ),
+                partial(self._upsert_metrics, chunk),
                 idempotent=True,
                 job_id=job_id,
             )
+
+    def _events_after(self, job_id: str, after: int, size: int) -> APIResponse:
+        return self._table("events").select("*").eq("job_id", job_id).gt("id", after).order("id").limit(size).execute()
+
+    def _upsert_metrics(self, rows: list[dict[str, Any]]) -> APIResponse:
+        upsert = self._table("metrics").upsert(rows, on_conflict="job_id,name,step", returning=ReturnMethod.minimal)
+        return upsert.execute()
 
     def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
         # Offset paging: rows are only ever added, so a concurrent append can shift a row into the next page (seen
@@ -516,7 +528,7 @@ class SupabaseJobStore:
         return stored
 
     def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
-        rows = self._call(
+        rows = self._call_rows(
             "reading an idempotency key",
             lambda: (
                 self._table("idempotency_keys")
@@ -527,7 +539,7 @@ class SupabaseJobStore:
                 .execute()
             ),
             idempotent=True,
-        ).data
+        )
         return (rows[0]["request_hash"], rows[0]["job_id"]) if rows else None
 
     def forget_idempotency_keys(self, older_than: datetime) -> int:

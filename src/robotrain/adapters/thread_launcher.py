@@ -22,9 +22,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from robotrain.jobs.models import Job
-from robotrain.wiring import Components
 
 log = logging.getLogger(__name__)
+
+# What a thread runs for one attempt: the worker's run, given (job_id, attempt).
+AttemptRunner = Callable[[str, int], None]
 
 
 class ThreadLauncher:
@@ -33,23 +35,22 @@ class ThreadLauncher:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="worker")
-        self._components: Components | None = None
+        self._run_attempt: AttemptRunner | None = None
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._on_exit = on_exit
 
-    def bind(self, components: Components) -> None:
-        """The components the workers use (they include this launcher, so they are given after construction)."""
-        self._components = components
+    def bind(self, run_attempt: AttemptRunner) -> None:
+        """The function each attempt runs (the worker's `run_worker` over components that include this launcher,
+        which is why it is given after construction)."""
+        self._run_attempt = run_attempt
 
     def launch(self, job: Job) -> str:
-        if self._components is None:
-            raise RuntimeError("ThreadLauncher.bind(components) must be called before launching")
-        from robotrain.dispatch.worker import run_worker  # imported late: the worker module imports dispatch code
-
+        if self._run_attempt is None:
+            raise RuntimeError("ThreadLauncher.bind(run_attempt) must be called before launching")
         handle = f"thread:{os.getpid()}:{next(self._numbers)}"
-        future = self._pool.submit(self._run, run_worker, job.id, job.attempt)
+        future = self._pool.submit(self._run, self._run_attempt, job.id, job.attempt)
         with self._lock:
             self._futures[handle] = future
         return handle
@@ -76,9 +77,9 @@ class ThreadLauncher:
     def shutdown(self, *, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
-    def _run(self, run_worker, job_id: str, attempt: int) -> None:
+    def _run(self, run_attempt: AttemptRunner, job_id: str, attempt: int) -> None:
         try:
-            run_worker(self._components, job_id, attempt)
+            run_attempt(job_id, attempt)
         except Exception:  # noqa: BLE001 - a worker's top level: log it; the sweep ends the job (worker_lost)
             log.exception("worker thread for %s attempt %d crashed", job_id, attempt)
         finally:

@@ -1,10 +1,12 @@
-"""The FastAPI application: components, the JobService, the local dispatch loop's lifetime, the middleware (security
-headers, CORS, body size limit), the submit rate limiter, and the one set of error handlers."""
+"""The FastAPI application over one process's Components: the JobService, the middleware (security headers, CORS,
+body size limit), the submit rate limiter, and the one set of error handlers. It builds no adapters and starts no
+control plane: its entry point hands it both (`robotrain serve` a local DispatchLoop, Modal a drain kick)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -14,44 +16,39 @@ from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
 from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
-from robotrain.auth import build_verifier
-from robotrain.dispatch import Dispatcher, DispatchLoop
 from robotrain.jobs.service import JobService
-from robotrain.ports import TokenVerifier
-from robotrain.settings import Settings
-from robotrain.wiring import Components, build_components
+from robotrain.ports import Components, TokenVerifier
+
+
+class Background(Protocol):
+    """Something that runs beside the API for the app's lifetime (the local dispatch loop)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def create_app(
-    settings: Settings | None = None,
+    components: Components,
     *,
-    components: Components | None = None,
-    verifier: TokenVerifier | None = None,
-    start_dispatch: bool = True,
+    verifier: TokenVerifier,
     kick: Callable[[], None] | None = None,
+    background: Sequence[Background] = (),
 ) -> FastAPI:
-    """The API over `components` (built from `settings` when not given). With `start_dispatch` a DispatchLoop
-    drains the queue in the background for the app's lifetime and every submit kicks it; without it (tests that
-    drive the Dispatcher by hand) nothing dispatches."""
-    if settings is None:
-        settings = components.settings if components is not None else Settings()
-    if components is None:
-        components = build_components(settings)
-    if verifier is None:
-        verifier = build_verifier(settings)
-    loop = DispatchLoop(Dispatcher(components), settings.drain_interval_s) if start_dispatch else None
-    # Without a local loop, `kick` is how a submit wakes the dispatcher elsewhere (Modal spawns its drain function).
-    service = JobService(components, kick=loop.kick if loop is not None else kick)
+    """The API over `components`, authenticating with `verifier`. `kick` is how a submit wakes the control plane
+    (a local loop's kick, or spawning Modal's drain); `background` is started and stopped with the app."""
+    settings = components.settings
+    service = JobService(components, kick=kick)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if loop is not None:
-            loop.start()
+        for task in background:
+            task.start()
         try:
             yield
         finally:
-            if loop is not None:
-                await run_in_threadpool(loop.stop)
+            for task in reversed(background):
+                await run_in_threadpool(task.stop)
 
     app = FastAPI(
         title="robotrain",
@@ -63,7 +60,6 @@ def create_app(
     app.state.components = components
     app.state.service = service
     app.state.verifier = verifier
-    app.state.dispatch_loop = loop
     app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
     install_error_handlers(app)
     app.include_router(health_router)

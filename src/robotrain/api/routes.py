@@ -23,7 +23,7 @@ from robotrain.api.schemas import (
     Readiness,
 )
 from robotrain.jobs.models import JobStatus
-from robotrain.jobs.service import StatusUpdate
+from robotrain.jobs.schemas import StatusUpdate
 from training.spec import TrainSpec
 
 
@@ -95,7 +95,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> JobPage:
-    page = service.list(user, status=status, limit=limit, cursor=cursor)
+    page = service.list_jobs(user, status=status, limit=limit, cursor=cursor)
     return JobPage(data=[JobOut.of(job) for job in page.data], next_cursor=page.next_cursor)
 
 
@@ -156,8 +156,10 @@ def job_artifacts(job_id: str, user: CurrentUser, service: ServiceDep) -> Artifa
 @jobs_router.get(
     "/{job_id}/artifacts/{path:path}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file"}}
-    | _errors(*USER, 404, 422),
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        **_errors(*USER, 404, 422),
+    },
 )
 def download_artifact(job_id: str, path: str, user: CurrentUser, service: ServiceDep) -> FileResponse:
     file = service.artifact_file(user, job_id, path)

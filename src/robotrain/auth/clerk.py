@@ -1,4 +1,4 @@
-"""Clerk's signing keys for JwtVerifier (shared/reference/services.md §1.3).
+"""Clerk's signing keys for JwtVerifier (Clerk docs, "Manual JWT verification": the PEM public key, the Frontend API JWKS, or the Backend API `/v1/jwks`).
 
 Three sources, chosen from settings in this order:
 1. CLERK_JWT_KEY: the PEM public key from Clerk's dashboard; no network at all.
@@ -290,7 +290,3 @@ def clerk_key_source(settings: Settings) -> SigningKeySource:
     return JwksKeySource(
         url, headers=headers, timeout_s=settings.clerk_timeout_s, cooldown_s=settings.clerk_jwks_cooldown_s
     )
-
-
-# The name robotrain.auth.build_verifier calls.
-key_source_from_settings = clerk_key_source

@@ -1,4 +1,4 @@
-"""One JWT verifier for every token source: locally minted keys today, Clerk's JWKS or PEM later (issue 5).
+"""One JWT verifier for every token source: locally minted keys, or Clerk's JWKS or PEM.
 
 Only the key source differs between them; the checks are the same: RS256 only, exp/nbf/iat with a few seconds of
 leeway (an `iat` in the future is refused), the issuer when one is configured, and `azp` against the authorized

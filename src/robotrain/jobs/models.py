@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.spec import ComputeSpec, TrainSpec
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -47,10 +49,17 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
+class EventKind(StrEnum):
+    """What a job event records: a status change (written with the change by the lifecycle) or a log line."""
+
+    STATUS = "status"
+    LOG = "log"
+
+
 class JobError(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -88,6 +97,18 @@ class Job(BaseModel):
     heartbeat_at: datetime | None = None
     enqueued_at: datetime | None = None
 
+    @property
+    def train_spec(self) -> TrainSpec:
+        """The spec as the typed TrainSpec it was validated as at submit (defaults filled in). Raises pydantic's
+        ValidationError when a stored spec no longer validates (a spec written by an older version)."""
+        return TrainSpec.model_validate(self.spec)
+
+    @property
+    def compute(self) -> ComputeSpec:
+        """The compute section (GPU, timeout) with its defaults: the one place the sweep, the reporter and the
+        launchers read them from."""
+        return ComputeSpec.model_validate(self.spec.get("compute") or {})
+
 
 class JobChanges(BaseModel):
     """The fields a compare-and-set may write. Unset fields are left alone (use `model_fields_set`)."""
@@ -114,7 +135,7 @@ class JobEvent(BaseModel):
     id: int
     job_id: str
     at: datetime
-    kind: str  # "status" | "log"
+    kind: EventKind
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
 

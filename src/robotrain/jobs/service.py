@@ -1,9 +1,5 @@
-"""The job service: the rules for submitting, reading, cancelling and retrying jobs, applied through the one state
-machine. Routes call it; it calls only ports.
-
-Every status write is `apply_transition`: the state machine checks the move and returns a compare-and-set, the
-store applies it fenced on the job's current attempt, and a "status" event records it. A lost race returns None.
-"""
+"""The job service: what a user (through the API) may do with jobs: submit, read, cancel, retry. Routes call it; it
+calls the ports, and moves jobs only through the lifecycle kernel (robotrain.jobs.lifecycle)."""
 
 from __future__ import annotations
 
@@ -15,32 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robotrain.errors import (
-    IdempotencyConflict,
-    JobConflict,
-    JobNotFound,
-    LaunchError,
-    QueueUnavailable,
-    RateLimited,
-    ServiceUnavailable,
-    StoreUnavailable,
-)
-from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, Page, new_job_id, utcnow
+from robotrain.errors import IdempotencyConflict, JobConflict, JobNotFound, RateLimited, ServiceUnavailable
+from robotrain.jobs.lifecycle import apply_transition, enqueue, stop_compute
+from robotrain.jobs.models import EventKind, Job, JobEvent, JobStatus, Page, new_job_id, utcnow
 from robotrain.jobs.schemas import StatusUpdate
-from robotrain.jobs.state_machine import IllegalTransition, transition
-from robotrain.ports import Artifact, JobStore
-from robotrain.wiring import Components
+from robotrain.jobs.state_machine import IllegalTransition
+from robotrain.ports import Artifact, Components
 from training.spec import TrainSpec
 
-__all__ = ["JobService", "StatusUpdate", "apply_transition", "claim", "enqueue", "job_message", "stop_compute"]
-
 log = logging.getLogger(__name__)
-
-# The queue could not be reached: the job stays stored with enqueued_at null and the sweep sends it later (outbox).
-TRANSIENT_QUEUE_ERRORS: tuple[type[BaseException], ...] = (QueueUnavailable,)
-# Stopping compute failed for a reason the launcher classified as transient; the job is cancelled regardless and the
-# worker's own should_stop() notices the cancel within seconds.
-TRANSIENT_LAUNCHER_ERRORS: tuple[type[BaseException], ...] = (LaunchError, OSError)
 
 # A lost compare-and-set is retried against a fresh read this many times before giving up with 409.
 _CAS_RETRIES = 5
@@ -50,76 +29,6 @@ _IDEMPOTENT_WAIT_S = 2.0
 _UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.STARTING, JobStatus.RUNNING})
 # Retry-After for a user at the cap: a guess at how soon one of their jobs ends; they may also cancel one.
 _ACTIVE_CAP_RETRY_AFTER_S = 30
-
-
-def apply_transition(
-    store: JobStore, job: Job, target: JobStatus, *, reason: str | None = None, **fields: Any
-) -> Job | None:
-    """Move `job` to `target` if it is still in the status and attempt observed on `job`; record a status event.
-
-    Returns the updated job, or None when the row changed in between (the caller re-reads and decides again).
-    Raises IllegalTransition when the move is never allowed from the observed status."""
-    change = transition(job, target, **fields)
-    updated = store.update(job.id, change.changes, expected=change.expected, expected_attempt=job.attempt)
-    if updated is None:
-        return None
-    message = target.value
-    if updated.error is not None and target is JobStatus.FAILED:
-        message = f"failed: {updated.error.code}: {updated.error.message}"
-    elif reason:
-        message = f"{target.value}: {reason}"
-    data: dict[str, Any] = {"status": target.value, "from": job.status.value, "attempt": updated.attempt}
-    if reason:
-        data["reason"] = reason
-    store.append_event(job.id, "status", message, data)
-    return updated
-
-
-def claim(store: JobStore, job: Job, *, max_active: int, max_active_per_user: int) -> Job | None:
-    """The drain's queued → starting, done by the store's atomic JobStore.claim so the caps on active jobs hold across
-    processes (the claim writes the same bookkeeping as `transition(job, STARTING)`: attempt + 1). Records the status
-    event. None when the job is no longer queued or a cap is reached. Raises IllegalTransition from a non-queued job."""
-    transition(job, JobStatus.STARTING)  # the state machine still decides whether the move is legal
-    claimed = store.claim(job.id, max_active=max_active, max_active_per_user=max_active_per_user)
-    if claimed is None:
-        return None
-    store.append_event(
-        job.id, "status", JobStatus.STARTING.value, {"status": "starting", "from": "queued", "attempt": claimed.attempt}
-    )
-    return claimed
-
-
-def job_message(job_id: str) -> str:
-    return json.dumps({"job_id": job_id})
-
-
-def enqueue(components: Components, job: Job) -> Job:
-    """Send the job's message and stamp `enqueued_at`. When the queue is unreachable the job keeps enqueued_at null
-    and the sweep sends it later; a message sent twice is harmless (the drain claims a job once)."""
-    try:
-        components.queue.send(job_message(job.id))
-    except TRANSIENT_QUEUE_ERRORS as exc:
-        log.warning("queue send for %s failed (%s); the sweep will send it again", job.id, exc)
-        return job
-    try:
-        stamped = components.store.update(
-            job.id, JobChanges(enqueued_at=utcnow()), expected={JobStatus.QUEUED}, expected_attempt=job.attempt
-        )
-    except StoreUnavailable as exc:
-        # The message is out; the sweep may send a duplicate later, which the drain ignores.
-        log.warning("could not stamp enqueued_at on %s: %s", job.id, exc)
-        return job
-    return stamped or job
-
-
-def stop_compute(components: Components, handle: str | None) -> None:
-    """Ask the launcher to stop a worker. The job's status is already decided; this only releases compute."""
-    if not handle:
-        return
-    try:
-        components.launcher.cancel(handle)
-    except TRANSIENT_LAUNCHER_ERRORS as exc:
-        log.warning("could not stop worker %s: %s (it stops itself when it sees the job is over)", handle, exc)
 
 
 def _request_hash(spec: dict[str, Any]) -> str:
@@ -234,10 +143,10 @@ class JobService:
             raise JobNotFound(job_id)
         return job
 
-    def list(
+    def list_jobs(
         self, user_id: str, *, status: JobStatus | None = None, limit: int = 20, cursor: str | None = None
     ) -> Page:
-        return self._store.list(user_id=user_id, status=status, limit=limit, cursor=cursor)
+        return self._store.list_jobs(user_id=user_id, status=status, limit=limit, cursor=cursor)
 
     def events(self, user_id: str, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]:
         self.get(user_id, job_id)
@@ -249,7 +158,7 @@ class JobService:
 
     def artifacts(self, user_id: str, job_id: str) -> list[Artifact]:
         self.get(user_id, job_id)
-        return self._components.artifacts.list(job_id)
+        return self._components.artifacts.list_files(job_id)
 
     def artifact_file(self, user_id: str, job_id: str, path: str) -> Path:
         self.get(user_id, job_id)
@@ -287,7 +196,10 @@ class JobService:
             )
         )
         self._store.append_event(
-            job.id, "status", "queued" if retry_of is None else f"queued: retry of {retry_of}", {"status": "queued"}
+            job.id,
+            EventKind.STATUS,
+            "queued" if retry_of is None else f"queued: retry of {retry_of}",
+            {"status": "queued"},
         )
         job = enqueue(self._components, job)
         if self._kick is not None:

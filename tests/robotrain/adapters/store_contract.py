@@ -130,7 +130,7 @@ class JobStoreContract:
     def test_list_returns_only_the_users_jobs_newest_first(self, store: JobStore) -> None:
         alice = [store.create(make_job("user_alice", created_at=at(i))) for i in (3, 1, 2)]
         store.create(make_job("user_bob", created_at=at(5)))
-        page = store.list(user_id="user_alice")
+        page = store.list_jobs(user_id="user_alice")
         assert ids(page.data) == [alice[0].id, alice[2].id, alice[1].id]
         assert page.next_cursor is None
 
@@ -138,28 +138,28 @@ class JobStoreContract:
         same_time = [make_job(created_at=at(0), job_id=f"job_tie_{letter}") for letter in "bca"]
         for job in same_time:
             store.create(job)
-        assert ids(store.list(user_id="user_alice").data) == ["job_tie_c", "job_tie_b", "job_tie_a"]
+        assert ids(store.list_jobs(user_id="user_alice").data) == ["job_tie_c", "job_tie_b", "job_tie_a"]
 
     def test_list_of_a_user_without_jobs_is_empty(self, store: JobStore) -> None:
         store.create(make_job("user_alice"))
-        page = store.list(user_id="user_nobody")
+        page = store.list_jobs(user_id="user_nobody")
         assert page.data == [] and page.next_cursor is None
 
     def test_list_honours_the_limit_and_gives_a_cursor_only_when_more_remain(self, store: JobStore) -> None:
         for i in range(3):
             store.create(make_job(created_at=at(i)))
-        first = store.list(user_id="user_alice", limit=2)
+        first = store.list_jobs(user_id="user_alice", limit=2)
         assert len(first.data) == 2 and first.next_cursor is not None
-        exact = store.list(user_id="user_alice", limit=3)
+        exact = store.list_jobs(user_id="user_alice", limit=3)
         assert len(exact.data) == 3 and exact.next_cursor is None
 
     def test_list_filters_by_status(self, store: JobStore) -> None:
         queued = store.create(make_job(created_at=at(0), status=S.QUEUED))
         running = store.create(make_job(created_at=at(1), status=S.RUNNING))
         store.create(make_job(created_at=at(2), status=S.FAILED))
-        assert ids(store.list(user_id="user_alice", status=S.RUNNING).data) == [running.id]
-        assert ids(store.list(user_id="user_alice", status=S.QUEUED).data) == [queued.id]
-        assert store.list(user_id="user_alice", status=S.CANCELLED).data == []
+        assert ids(store.list_jobs(user_id="user_alice", status=S.RUNNING).data) == [running.id]
+        assert ids(store.list_jobs(user_id="user_alice", status=S.QUEUED).data) == [queued.id]
+        assert store.list_jobs(user_id="user_alice", status=S.CANCELLED).data == []
 
     def test_cursor_pages_visit_every_job_exactly_once_in_order(self, store: JobStore) -> None:
         created = [store.create(make_job(created_at=at(i // 2))) for i in range(7)]  # pairs share a timestamp
@@ -167,7 +167,7 @@ class JobStoreContract:
         seen: list[str] = []
         cursor = None
         for _ in range(10):
-            page = store.list(user_id="user_alice", limit=3, cursor=cursor)
+            page = store.list_jobs(user_id="user_alice", limit=3, cursor=cursor)
             seen += ids(page.data)
             cursor = page.next_cursor
             if cursor is None:
@@ -178,16 +178,16 @@ class JobStoreContract:
         running = [store.create(make_job(created_at=at(i), status=S.RUNNING)) for i in range(0, 10, 2)]
         for i in range(1, 10, 2):
             store.create(make_job(created_at=at(i), status=S.QUEUED))
-        first = store.list(user_id="user_alice", status=S.RUNNING, limit=3)
-        second = store.list(user_id="user_alice", status=S.RUNNING, limit=3, cursor=first.next_cursor)
+        first = store.list_jobs(user_id="user_alice", status=S.RUNNING, limit=3)
+        second = store.list_jobs(user_id="user_alice", status=S.RUNNING, limit=3, cursor=first.next_cursor)
         assert ids(first.data) + ids(second.data) == ids(running[::-1])
         assert second.next_cursor is None
 
     def test_jobs_created_between_pages_do_not_shift_later_pages(self, store: JobStore) -> None:
         old = [store.create(make_job(created_at=utcnow() - timedelta(minutes=10 - i))) for i in range(6)]
-        first = store.list(user_id="user_alice", limit=3)
+        first = store.list_jobs(user_id="user_alice", limit=3)
         newcomers = [store.create(make_job()) for _ in range(3)]
-        second = store.list(user_id="user_alice", limit=3, cursor=first.next_cursor)
+        second = store.list_jobs(user_id="user_alice", limit=3, cursor=first.next_cursor)
         assert ids(first.data) + ids(second.data) == ids(old[::-1])
         assert not set(ids(second.data)) & set(ids(newcomers))
         assert second.next_cursor is None
@@ -197,7 +197,7 @@ class JobStoreContract:
         # "eyJhIjoxfQ" is {"a":1}, "WzEsMl0" is [1,2], "WyJ4IiwieSJd" is ["x","y"]: valid base64, not a cursor
         store.create(make_job())
         with pytest.raises(InvalidRequest, match="invalid cursor"):
-            store.list(user_id="user_alice", cursor=cursor)
+            store.list_jobs(user_id="user_alice", cursor=cursor)
 
     # --- compare-and-set -------------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ def test_job_dir_is_created_per_job(tmp_path: Path) -> None:
 
 
 def test_list_gives_relative_paths_and_sizes_without_temp_files_or_escapes(store: LocalArtifactStore) -> None:
-    assert store.list(JOB) == [
+    assert store.list_files(JOB) == [
         Artifact(path="checkpoints/000010/pretrained_model/model.safetensors", size=10),
         Artifact(path="inside_link.json", size=2),
         Artifact(path="result.json", size=2),
@@ -45,7 +45,7 @@ def test_list_gives_relative_paths_and_sizes_without_temp_files_or_escapes(store
 
 
 def test_list_of_a_job_without_files_is_empty(tmp_path: Path) -> None:
-    assert LocalArtifactStore(tmp_path).list("job_01hyyyyyyyyyyyyyyyyyyyyyyy") == []
+    assert LocalArtifactStore(tmp_path).list_files("job_01hyyyyyyyyyyyyyyyyyyyyyyy") == []
 
 
 def test_resolve_returns_the_file_inside_the_job(store: LocalArtifactStore) -> None:

@@ -9,6 +9,7 @@ import modal.exception
 import pytest
 
 from robotrain.adapters.modal_launcher import TIMEOUT_GRACE_S, ModalLauncher
+from robotrain.errors import LaunchError
 from robotrain.jobs.models import Job, JobStatus
 
 
@@ -16,6 +17,7 @@ class FakeCall:
     def __init__(self, object_id: str, outcome: BaseException | None = None):
         self.object_id = object_id
         self.outcome = outcome
+        self.cancel_error: Exception | None = None
         self.cancelled_with: list[bool] = []
 
     def get(self, timeout: float | None = None):
@@ -25,6 +27,8 @@ class FakeCall:
         return None
 
     def cancel(self, terminate_containers: bool = False) -> None:
+        if self.cancel_error is not None:
+            raise self.cancel_error
         self.cancelled_with.append(terminate_containers)
 
 
@@ -33,12 +37,15 @@ class FakeTrainFunction:
         self.options: list[dict] = []
         self.spawned: list[tuple] = []
         self.calls: dict[str, FakeCall] = {}
+        self.spawn_errors: list[Exception] = []
 
     def with_options(self, **options):
         self.options.append(options)
         return self
 
     def spawn(self, *args):
+        if self.spawn_errors:
+            raise self.spawn_errors.pop(0)
         self.spawned.append(args)
         call = FakeCall(f"fc-{len(self.spawned)}")
         self.calls[call.object_id] = call
@@ -82,8 +89,39 @@ def test_launch_spawns_the_attempt_with_the_jobs_gpu_and_timeout(launcher, train
 
 def test_launch_falls_back_to_the_default_gpu_and_timeout(launcher, train):
     launcher.launch(a_job())
+    launcher.launch(a_job({"gpu": None}))
 
-    assert train.options == [{"gpu": "A10G", "timeout": 60 * 60 + TIMEOUT_GRACE_S}]
+    assert train.options == [{"gpu": "A10G", "timeout": 60 * 60 + TIMEOUT_GRACE_S}] * 2
+
+
+# Modal's own exception types (modal.exception.Error is not an OSError): what the platform raises when it cannot be
+# asked right now is a LaunchError, which the drain retries with backoff.
+@pytest.mark.parametrize(
+    "error",
+    [
+        modal.exception.ConnectionError("connection reset"),
+        modal.exception.ServiceError("unavailable"),
+        modal.exception.InternalError("internal"),
+        modal.exception.ResourceExhaustedError("rate limited"),
+    ],
+)
+def test_a_transient_spawn_error_is_a_launch_error(launcher, train, error):
+    train.spawn_errors.append(error)
+
+    with pytest.raises(LaunchError, match=type(error).__name__):
+        launcher.launch(a_job())
+
+    assert launcher.launch(a_job()) == "fc-1"  # the next try goes through
+
+
+@pytest.mark.parametrize(
+    "error", [modal.exception.InvalidError("Invalid GPU config"), modal.exception.NotFoundError("not deployed")]
+)
+def test_a_permanent_spawn_error_is_not_retried(launcher, train, error):
+    train.spawn_errors.append(error)
+
+    with pytest.raises(type(error)):
+        launcher.launch(a_job())
 
 
 def test_a_call_that_has_not_finished_is_alive(launcher, train):
@@ -110,11 +148,28 @@ def test_a_call_that_failed_expired_or_timed_out_is_not_alive(launcher, train, o
     assert launcher.is_alive(handle) is False
 
 
-def test_when_modal_cannot_be_asked_liveness_is_unknown(launcher, train):
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        modal.exception.ConnectionError("unreachable"),
+        modal.exception.ServiceError("unavailable"),
+        modal.exception.AuthError("token revoked"),
+    ],
+)
+def test_when_modal_cannot_be_asked_liveness_is_unknown(launcher, train, outcome):
     handle = launcher.launch(a_job())
-    train.calls[handle].outcome = modal.exception.ConnectionError("unreachable")
+    train.calls[handle].outcome = outcome
 
     assert launcher.is_alive(handle) is None
+
+
+@pytest.mark.parametrize("outcome", [KeyboardInterrupt(), SystemExit(1), modal.exception.InputCancellation()])
+def test_a_call_that_died_of_a_base_exception_is_not_alive(launcher, train, outcome):
+    # get() re-raises the worker's own exception here; a preempted worker dies of SIGINT's KeyboardInterrupt.
+    handle = launcher.launch(a_job())
+    train.calls[handle].outcome = outcome
+
+    assert launcher.is_alive(handle) is False
 
 
 def test_cancel_terminates_the_container(launcher, train):
@@ -123,3 +178,11 @@ def test_cancel_terminates_the_container(launcher, train):
     launcher.cancel(handle)
 
     assert train.calls[handle].cancelled_with == [True]
+
+
+def test_a_transient_cancel_error_is_a_launch_error(launcher, train):
+    handle = launcher.launch(a_job())
+    train.calls[handle].cancel_error = modal.exception.ServiceError("unavailable")
+
+    with pytest.raises(LaunchError):
+        launcher.cancel(handle)

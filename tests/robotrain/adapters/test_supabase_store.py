@@ -171,7 +171,7 @@ def test_a_key_signed_with_another_secret_is_store_unavailable_and_not_retried(s
 def test_the_anon_key_is_refused_by_row_level_security_grants(supabase: SupabaseStack) -> None:
     store = make_store(supabase.url, supabase.anon_key)
     with pytest.raises(StoreUnavailable, match="refused"):
-        store.list(user_id="user_alice")
+        store.list_jobs(user_id="user_alice")
 
 
 def test_an_unreachable_supabase_is_retried_then_store_unavailable(unreachable_url: str) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from robotrain.api.app import create_app
 from robotrain.auth.local_keys import LocalKeys
+from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import Components, build_components
+from robotrain.wiring import build_components
+from tests.support.app import api_app
 
 INTERNAL_TOKEN = "internal-test-token-0123456789"
 
@@ -53,7 +54,7 @@ def components(settings: Settings) -> Components:
 
 @pytest.fixture
 def client(settings: Settings, components: Components) -> Iterator[TestClient]:
-    app = create_app(settings, components=components, start_dispatch=False)
+    app = api_app(components)
     with TestClient(app) as test_client:
         yield test_client
 

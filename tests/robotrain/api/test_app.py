@@ -1,5 +1,5 @@
-"""The app's lifetime: the dispatch loop runs only inside the lifespan, and a hand-driven drain launches a real
-worker that a cancel through the API stops."""
+"""The app's lifetime: what runs beside it (the local dispatch loop) runs only inside the lifespan, and a hand-driven
+drain launches a real worker that a cancel through the API stops."""
 
 from __future__ import annotations
 
@@ -7,25 +7,34 @@ import time
 
 from fastapi.testclient import TestClient
 
-from robotrain.api.app import create_app
-from robotrain.dispatch import Dispatcher
+from robotrain.control import Dispatcher, DispatchLoop
+from robotrain.entrypoints.local import local_app
 from robotrain.jobs.models import JobStatus
+from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import Components
 from tests.robotrain.api.conftest import VALID_SPEC
+from tests.support.app import api_app
 
 
-def test_dispatch_loop_runs_for_the_lifespan_only(settings: Settings, components: Components) -> None:
-    app = create_app(settings, components=components, start_dispatch=True)
-    loop = app.state.dispatch_loop
+def test_the_dispatch_loop_runs_for_the_lifespan_only(components: Components) -> None:
+    loop = DispatchLoop(Dispatcher(components), interval_s=60)
+    app = api_app(components, kick=loop.kick, background=[loop])
     assert not loop.running
     with TestClient(app):
         assert loop.running
     assert not loop.running
 
 
-def test_without_dispatch_there_is_no_loop(client: TestClient) -> None:
-    assert client.app.state.dispatch_loop is None
+def test_the_local_service_dispatches_a_submit_at_once(settings: Settings, alice: dict[str, str]) -> None:
+    # The loop's own interval is an hour: only the submit's kick can have the job claimed.
+    app = local_app(settings.model_copy(update={"drain_interval_s": 3600.0}))
+    with TestClient(app) as client:
+        job_id = client.post("/jobs", json={**VALID_SPEC, "training": {"steps": 100000}}, headers=alice).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/jobs/{job_id}", headers=alice).json()["status"] == "queued":
+            assert time.monotonic() < deadline, "the submit's kick never reached the dispatch loop"
+            time.sleep(0.05)
+        assert client.post(f"/jobs/{job_id}/cancel", headers=alice).json()["status"] == "cancelled"
 
 
 def test_cancel_through_the_api_stops_the_launched_worker(
@@ -33,7 +42,7 @@ def test_cancel_through_the_api_stops_the_launched_worker(
 ) -> None:
     job_id = client.post("/jobs", json={**VALID_SPEC, "training": {"steps": 100000}}, headers=alice).json()["id"]
     report = Dispatcher(components).drain_once()
-    assert report is not None
+    assert report.launched == [job_id]
     job = components.store.get(job_id)
     assert job is not None and job.status is JobStatus.STARTING and job.launch_handle
     assert components.launcher.is_alive(job.launch_handle)

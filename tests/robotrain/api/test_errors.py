@@ -32,9 +32,7 @@ def test_unexpected_exception_is_an_opaque_500_and_logged(
 ) -> None:
     seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path)
-    app = create_app(
-        settings, components=build_components(settings), verifier=ExplodingVerifier(), start_dispatch=False
-    )
+    app = create_app(build_components(settings), verifier=ExplodingVerifier())
     with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR, "robotrain.api"):
         response = client.get("/jobs", headers={"Authorization": "Bearer x"})
     assert response.status_code == 500
@@ -46,9 +44,7 @@ def test_unexpected_exception_is_an_opaque_500_and_logged(
 def test_unreachable_identity_provider_is_503(tmp_path: Path, key_dir: Path) -> None:
     seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path)
-    app = create_app(
-        settings, components=build_components(settings), verifier=UnreachableVerifier(), start_dispatch=False
-    )
+    app = create_app(build_components(settings), verifier=UnreachableVerifier())
     with TestClient(app) as client:
         response = client.get("/jobs", headers={"Authorization": "Bearer x"})
     assert response.status_code == 503

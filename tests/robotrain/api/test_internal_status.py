@@ -6,12 +6,12 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from robotrain.api.app import create_app
 from robotrain.auth.local_keys import LocalKeys
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
 from tests.robotrain.api.conftest import VALID_SPEC, seed_keys
 from tests.robotrain.api.test_routes import assert_error
+from tests.support.app import api_app
 
 
 def test_internal_caller_moves_a_job_and_illegal_moves_are_409(
@@ -52,7 +52,7 @@ def test_internal_route_errors(client: TestClient, alice: dict[str, str], intern
 def test_without_an_internal_token_the_route_refuses_everyone(tmp_path: Path, key_dir: Path) -> None:
     seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path)
-    app = create_app(settings, components=build_components(settings), start_dispatch=False)
+    app = api_app(build_components(settings))
     alice = {"Authorization": f"Bearer {LocalKeys(tmp_path).mint('alice')}"}
     with TestClient(app) as client:
         job_id = client.post("/jobs", json=VALID_SPEC, headers=alice).json()["id"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from robotrain.api.app import create_app
 from robotrain.api.middleware import API_CSP, DOCS_CSP, HSTS, cors_middleware_options
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
 from tests.robotrain.api.conftest import VALID_SPEC, seed_keys
+from tests.support.app import api_app
 
 ORIGIN = "https://app.example.com"
 
@@ -53,7 +53,7 @@ def test_docs_get_a_csp_that_lets_swagger_ui_load(client: TestClient) -> None:
 
 
 def test_hsts_only_over_https(settings: Settings, components) -> None:
-    app = create_app(settings, components=components, start_dispatch=False)
+    app = api_app(components)
     with TestClient(app, base_url="https://testserver") as client:
         assert client.get("/healthz").headers["Strict-Transport-Security"] == HSTS
 
@@ -70,7 +70,7 @@ def test_without_configured_origins_there_are_no_cors_headers(client: TestClient
 def cors_client(tmp_path: Path, key_dir: Path) -> Iterator[TestClient]:
     seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path, cors_origins=f"{ORIGIN}, https://other.example.com/")
-    with TestClient(create_app(settings, components=build_components(settings), start_dispatch=False)) as client:
+    with TestClient(api_app(build_components(settings))) as client:
         yield client
 
 

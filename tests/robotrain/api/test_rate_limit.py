@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from robotrain.api.app import create_app
 from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.errors import RateLimited
+from robotrain.jobs.lifecycle import claim
 from robotrain.jobs.models import JobStatus
-from robotrain.jobs.service import claim
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
 from tests.robotrain.api.conftest import INTERNAL_TOKEN, VALID_SPEC, seed_keys
+from tests.support.app import api_app
 
 
 class ManualClock:
@@ -74,7 +74,7 @@ def test_an_idle_user_never_holds_more_than_the_burst() -> None:
 def limited_client(tmp_path: Path, key_dir: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     seed_keys(key_dir, tmp_path)
     settings = Settings(data_dir=tmp_path, internal_token=INTERNAL_TOKEN, **request.param)
-    app = create_app(settings, components=build_components(settings), start_dispatch=False)
+    app = api_app(build_components(settings))
     with TestClient(app) as client:
         yield client
 

@@ -1,4 +1,4 @@
-"""The HTTP contract of issue 3 over real embedded components."""
+"""The HTTP contract of the jobs API over real embedded components."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from robotrain.jobs.models import JobStatus, MetricPoint
-from robotrain.wiring import Components
+from robotrain.ports import Components
 from tests.robotrain.api.conftest import VALID_SPEC
 
 PUBLIC_JOB_FIELDS = {

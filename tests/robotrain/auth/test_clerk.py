@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from robotrain.auth import build_verifier
 from robotrain.auth.clerk import (
     JwksKeySource,
     PemKeySource,
@@ -23,6 +22,7 @@ from robotrain.auth.clerk import (
 from robotrain.auth.verifier import JwtVerifier
 from robotrain.errors import AuthUnavailable, Unauthorized
 from robotrain.settings import Settings
+from robotrain.wiring import build_verifier
 from tests.support.jwks_server import JwksServer, ec_key, rsa_key
 from tests.support.moto import free_port
 

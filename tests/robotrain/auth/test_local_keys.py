@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from robotrain.auth import build_verifier
 from robotrain.auth.local_keys import LOCAL_ISSUER, PRIVATE_KEY_FILE, LocalKeys
 from robotrain.errors import Unauthorized
 from robotrain.settings import Settings
+from robotrain.wiring import build_verifier
 
 
 def test_first_use_writes_a_private_key_readable_only_by_its_owner(tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ from robotrain.errors import (
     QueueUnavailable,
     RateLimited,
 )
+from robotrain.jobs.lifecycle import apply_transition
 from robotrain.jobs.models import JobChanges, JobError, JobStatus, Progress
-from robotrain.jobs.service import JobService, StatusUpdate, apply_transition
-from robotrain.wiring import Components
-from tests.robotrain.dispatch.fakes import FakeLauncher, fast_spec, make_components
+from robotrain.jobs.schemas import StatusUpdate
+from robotrain.jobs.service import JobService
+from robotrain.ports import Components
+from tests.support.components import FakeLauncher, fast_spec, make_components
 
 S = JobStatus
 
@@ -96,11 +98,11 @@ def test_list_is_per_user_newest_first_with_status_filter_and_cursor(service) ->
     second = service.submit("alice", fast_spec())
     service.submit("bob", fast_spec())
     service.cancel("alice", first.id)
-    page = service.list("alice", limit=1)
+    page = service.list_jobs("alice", limit=1)
     assert [j.id for j in page.data] == [second.id] and page.next_cursor
-    rest = service.list("alice", limit=1, cursor=page.next_cursor)
+    rest = service.list_jobs("alice", limit=1, cursor=page.next_cursor)
     assert [j.id for j in rest.data] == [first.id]
-    assert [j.id for j in service.list("alice", status=S.CANCELLED).data] == [first.id]
+    assert [j.id for j in service.list_jobs("alice", status=S.CANCELLED).data] == [first.id]
 
 
 def test_cancelling_a_queued_job_is_immediate_and_a_second_cancel_is_409(service) -> None:

@@ -16,8 +16,8 @@ from robotrain.adapters.local_artifacts import LocalArtifactStore
 from robotrain.adapters.local_queue import LocalJobQueue
 from robotrain.adapters.sqlite_store import SqliteJobStore
 from robotrain.jobs.models import Job
+from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import Components
 from training.spec import TrainSpec
 
 FAST_SPEC: dict[str, Any] = {

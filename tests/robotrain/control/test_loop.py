@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from robotrain.dispatch.loop import Dispatcher, DispatchLoop
+from robotrain.control.loop import Dispatcher, DispatchLoop
 from robotrain.jobs.models import JobStatus
 from robotrain.jobs.service import JobService
-from tests.robotrain.dispatch.fakes import fast_spec, make_components
+from tests.support.components import fast_spec, make_components
 
 
 def wait_until(predicate, timeout_s: float = 5.0) -> bool:
@@ -47,7 +47,7 @@ def test_the_loop_survives_a_failing_tick(tmp_path: Path, caplog: pytest.LogCapt
             return super().drain_once()
 
     loop = DispatchLoop(FlakyDispatcher(components), interval_s=0.05)
-    with caplog.at_level(logging.ERROR, logger="robotrain.dispatch.loop"):
+    with caplog.at_level(logging.ERROR, logger="robotrain.control.loop"):
         loop.start()
         try:
             job = JobService(components).submit("alice", fast_spec())

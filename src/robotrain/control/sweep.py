@@ -22,11 +22,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from robotrain.jobs.models import ErrorCode, Job, JobChanges, JobError, JobStatus, utcnow
-from robotrain.jobs.service import TRANSIENT_LAUNCHER_ERRORS, apply_transition, enqueue, stop_compute
-from robotrain.wiring import Components
+from robotrain.jobs.lifecycle import TRANSIENT_LAUNCHER_ERRORS, apply_transition, enqueue, stop_compute
+from robotrain.jobs.models import ErrorCode, EventKind, Job, JobChanges, JobError, JobStatus, utcnow
+from robotrain.ports import Components
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def lost_workers(components: Components, job_id: str) -> int:
     while True:
         events = components.store.list_events(job_id, after=after, limit=_EVENT_PAGE)
         for event in events:
-            if event.kind == "status" and event.data.get("reason") in LOST_REASONS:
+            if event.kind is EventKind.STATUS and event.data.get("reason") in LOST_REASONS:
                 count += 1
         if len(events) < _EVENT_PAGE:
             return count
@@ -136,7 +136,7 @@ class Sweeper:
                 stop_compute(self._c, job.launch_handle)
                 self._c.store.append_event(
                     job.id,
-                    "log",
+                    EventKind.LOG,
                     "the worker was still running after the job ended; stopping it again",
                     {"launch_handle": job.launch_handle},
                 )
@@ -148,7 +148,7 @@ class Sweeper:
             if cleared is not None:
                 self._c.store.append_event(
                     job.id,
-                    "log",
+                    EventKind.LOG,
                     "compute released: the worker has stopped",
                     {"released_at": now.isoformat(), "attempt": job.attempt},
                 )
@@ -172,16 +172,15 @@ class Sweeper:
             else:
                 self._worker_lost(job, report)
 
-    def _past_timeout(self, job: Job, now) -> bool:
+    def _past_timeout(self, job: Job, now: datetime) -> bool:
         if job.status is not JobStatus.RUNNING or job.started_at is None:
             return False
-        timeout_min = (job.spec.get("compute") or {}).get("timeout_minutes", 60)
-        limit = timedelta(minutes=timeout_min, seconds=self._settings.heartbeat_stale_s)
+        limit = timedelta(minutes=job.compute.timeout_minutes, seconds=self._settings.heartbeat_stale_s)
         return now - job.started_at > limit
 
     def _fail_timeout(self, job: Job, report: SweepReport) -> None:
-        timeout_min = (job.spec.get("compute") or {}).get("timeout_minutes", 60)
-        error = JobError(code=ErrorCode.TIMEOUT, message=f"the job ran past compute.timeout_minutes ({timeout_min})")
+        minutes = job.compute.timeout_minutes
+        error = JobError(code=ErrorCode.TIMEOUT, message=f"the job ran past compute.timeout_minutes ({minutes})")
         if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
             report.failed.append(job.id)
             stop_compute(self._c, job.launch_handle)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from robotrain.dispatch.drain import Drainer
-from robotrain.dispatch.reporter import STOP_CANCELLED, STOP_SUPERSEDED, STOP_TIMEOUT, JobReporter
+from robotrain.control.drain import Drainer
+from robotrain.jobs.lifecycle import apply_transition
 from robotrain.jobs.models import JobChanges, JobStatus, utcnow
-from robotrain.jobs.service import JobService, apply_transition
-from tests.robotrain.dispatch.fakes import fast_spec, make_components
+from robotrain.jobs.service import JobService
+from robotrain.worker.reporter import JobReporter, StopReason
+from tests.support.components import fast_spec, make_components
 
 S = JobStatus
 
@@ -65,7 +66,7 @@ def test_should_stop_when_the_job_is_cancelled(running) -> None:
     assert reporter.should_stop() is False
     service.cancel("alice", job.id)
     reporter.heartbeat()  # the fenced write fails and tells the reporter why
-    assert reporter.should_stop() is True and reporter.stop_reason == STOP_CANCELLED
+    assert reporter.should_stop() is True and reporter.stop_reason == StopReason.CANCELLED
 
 
 def test_should_stop_when_a_newer_attempt_owns_the_job_and_its_writes_change_nothing(running) -> None:
@@ -74,7 +75,7 @@ def test_should_stop_when_a_newer_attempt_owns_the_job_and_its_writes_change_not
     requeued = apply_transition(components.store, job, S.QUEUED, reason="worker_lost")
     apply_transition(components.store, requeued, S.STARTING)
     reporter.progress(7, 20, {"train/loss": 9.0})
-    assert reporter.stop_reason == STOP_SUPERSEDED
+    assert reporter.stop_reason == StopReason.SUPERSEDED
     stored = components.store.get(job.id)
     assert stored.progress.step == 0 and stored.attempt == 2
 
@@ -83,4 +84,4 @@ def test_should_stop_when_the_timeout_has_passed(running) -> None:
     components, _, job = running
     old = components.store.update(job.id, JobChanges(started_at=utcnow() - timedelta(minutes=2)), expected={S.RUNNING})
     reporter = reporter_for(components, old)
-    assert reporter.should_stop() is True and reporter.stop_reason == STOP_TIMEOUT
+    assert reporter.should_stop() is True and reporter.stop_reason == StopReason.TIMEOUT

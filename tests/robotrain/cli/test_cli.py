@@ -13,14 +13,16 @@ import pytest
 import uvicorn
 
 from robotrain import cli
-from robotrain.api.app import create_app
-from robotrain.auth import build_verifier
 from robotrain.auth.local_keys import LocalKeys
+from robotrain.cli import jobs as cli_jobs
 from robotrain.jobs.models import JobStatus, Progress
-from robotrain.jobs.service import JobService, StatusUpdate
+from robotrain.jobs.schemas import StatusUpdate
+from robotrain.jobs.service import JobService
+from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import Components, build_components
+from robotrain.wiring import build_components, build_verifier
 from tests.robotrain.api.conftest import VALID_SPEC
+from tests.support.app import api_app
 
 
 @dataclass
@@ -41,7 +43,7 @@ def _free_port() -> int:
 def server(tmp_path: Path) -> Iterator[Server]:
     settings = Settings(data_dir=tmp_path / "data")
     components = build_components(settings)
-    app = create_app(settings, components=components, start_dispatch=False)
+    app = api_app(components)
     config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -164,7 +166,7 @@ def test_download_refuses_paths_that_leave_the_output_dir(tmp_path: Path) -> Non
 def test_submit_follow_shows_progress_then_the_result(
     server: Server, spec_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr(cli_jobs, "POLL_INTERVAL_S", 0.05)
     service = JobService(server.components)
     store = server.components.store
 
@@ -204,7 +206,7 @@ def test_submit_follow_shows_progress_then_the_result(
 def test_follow_exits_non_zero_when_the_job_is_cancelled(
     server: Server, spec_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr(cli_jobs, "POLL_INTERVAL_S", 0.05)
     run(server, "submit", str(spec_file))
     job_id = submitted_id(capsys.readouterr().out)
     run(server, "cancel", job_id)

@@ -1,8 +1,8 @@
-"""The worker: trains one attempt of one job. `python -m robotrain.dispatch.worker JOB_ID ATTEMPT` locally; Modal's
-`train` function calls `run_worker` the same way.
+"""The worker: trains one attempt of one job. Locally each attempt is a process (`python -m
+robotrain.entrypoints.worker JOB_ID ATTEMPT`); Modal's `train` function calls `run_worker` the same way.
 
 Its first write is the compare-and-set starting → running fenced on ATTEMPT: if that fails, another worker owns this
-attempt or the job was cancelled, and it exits 0 without training. Every later write is fenced on the attempt too.
+attempt or the job was cancelled, and it exits without training. Every later write is fenced on the attempt too.
 The job's artifact directory is the training out_dir, so a requeued attempt resumes from the last checkpoint.
 """
 
@@ -11,19 +11,22 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from robotrain.dispatch.reporter import STOP_TERMINATED, STOP_TIMEOUT, JobReporter
-from robotrain.jobs.models import ErrorCode, Job, JobError, JobStatus, Progress
-from robotrain.jobs.service import apply_transition, enqueue
-from robotrain.wiring import Components
+from robotrain.jobs.lifecycle import apply_transition, enqueue
+from robotrain.jobs.models import ErrorCode, EventKind, Job, JobError, JobStatus, Progress
+from robotrain.ports import Components, JobStore
+from robotrain.worker.reporter import JobReporter, StopReason
+
+if TYPE_CHECKING:
+    from training.spec import TrainSpec
+    from training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -35,39 +38,49 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
     """Train `attempt` of `job_id`. With `resume_own_attempt` (Modal's `train`, whose platform re-runs the very same
     input after a preemption or crash, and never runs one input twice at once) a job already running at this attempt
     is taken over and resumes from its last checkpoint; otherwise such a job belongs to another worker."""
-    store = components.store
-    settings = components.settings
+    running = _take_attempt(components.store, job_id, attempt, resume_own_attempt=resume_own_attempt)
+    if running is None:
+        return
+    try:
+        spec = running.train_spec
+    except ValidationError as exc:
+        _fail(components.store, running, ErrorCode.TRAINING_ERROR, f"the stored spec is no longer valid: {exc}")
+        return
+    outcome = _train(components, running, spec)
+    if outcome is not None:
+        _finish(components, running, spec, *outcome)
+
+
+def _take_attempt(store: JobStore, job_id: str, attempt: int, *, resume_own_attempt: bool) -> Job | None:
+    """The job as running at `attempt`, owned by this worker; None when there is nothing for it to run."""
     job = store.get(job_id)
     if job is None:
         log.warning("no job %s; nothing to run", job_id)
-        return
-    restarted = resume_own_attempt and job.status is JobStatus.RUNNING and job.attempt == attempt
-    if restarted:
-        running = job
-        store.append_event(job_id, "log", f"attempt {attempt} restarted by the platform; resuming", {})
-    else:
-        if job.status is not JobStatus.STARTING or job.attempt != attempt:
-            log.info("%s is %s at attempt %d; attempt %d has nothing to run", job_id, job.status, job.attempt, attempt)
-            return
-        running = apply_transition(store, job, JobStatus.RUNNING)
-        if running is None:
-            log.info("%s attempt %d was taken or cancelled before it began", job_id, attempt)
-            return
+        return None
+    if resume_own_attempt and job.status is JobStatus.RUNNING and job.attempt == attempt:
+        store.append_event(job_id, EventKind.LOG, f"attempt {attempt} restarted by the platform; resuming", {})
+        return job
+    if job.status is not JobStatus.STARTING or job.attempt != attempt:
+        log.info("%s is %s at attempt %d; attempt %d has nothing to run", job_id, job.status, job.attempt, attempt)
+        return None
+    running = apply_transition(store, job, JobStatus.RUNNING)
+    if running is None:
+        log.info("%s attempt %d was taken or cancelled before it began", job_id, attempt)
+    return running
 
+
+def _train(components: Components, running: Job, spec: TrainSpec) -> tuple[TrainResult, StopReason | None] | None:
+    """Run training under a reporter fenced on this attempt; the result and why it stopped early (if it did), or
+    None when training failed (the job is then already failed)."""
     # Imported here so the service (which only imports this module for run_worker) does not load torch.
     from training.errors import TrainingError
-    from training.spec import TrainSpec
     from training.trainer import run as train
 
-    try:
-        spec = TrainSpec.model_validate(running.spec)
-    except ValidationError as exc:
-        _fail(store, running, ErrorCode.TRAINING_ERROR, f"the stored spec is no longer valid: {exc}")
-        return
-
+    settings = components.settings
+    job_id = running.id
     out_dir = components.artifacts.job_dir(job_id)
     reporter = JobReporter(
-        store,
+        components.store,
         running,
         out_dir=out_dir,
         heartbeat_interval_s=settings.heartbeat_interval_s,
@@ -84,20 +97,26 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
                 report_interval_s=settings.progress_interval_s,
             )
         except TrainingError as exc:
-            _fail(store, running, exc.code, exc.message)
-            return
+            _fail(components.store, running, exc.code, exc.message)
+            return None
         except Exception as exc:  # noqa: BLE001 - the worker's top level: any crash must still end the job truthfully
             text = traceback.format_exc()
             reporter.log(f"training crashed:\n{text[-_MAX_TRACEBACK:]}")
-            _fail(store, running, ErrorCode.TRAINING_ERROR, f"{type(exc).__name__}: {exc}")
-            return
-
+            _fail(components.store, running, ErrorCode.TRAINING_ERROR, f"{type(exc).__name__}: {exc}")
+            return None
     components.artifacts.publish(job_id)
-    reason = reporter.stop_reason
-    if reason == STOP_TIMEOUT:
+    return result, reporter.stop_reason
+
+
+def _finish(
+    components: Components, running: Job, spec: TrainSpec, result: TrainResult, reason: StopReason | None
+) -> None:
+    """The attempt's last transition, decided by why training returned."""
+    store = components.store
+    if reason is StopReason.TIMEOUT:
         minutes = spec.compute.timeout_minutes
         _fail(store, running, ErrorCode.TIMEOUT, f"the job ran past compute.timeout_minutes ({minutes})")
-    elif reason == STOP_TERMINATED:
+    elif reason is StopReason.TERMINATED:
         # Asked to exit without a cancel (e.g. preempted): hand the job back; the next attempt resumes from the
         # checkpoint just saved. A cancel that raced with the signal makes this a no-op.
         requeued = apply_transition(store, running, JobStatus.QUEUED, reason="preempted", launch_handle=None)
@@ -114,7 +133,7 @@ def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_
     # cancelled or superseded: the job is someone else's business now.
 
 
-def job_result(result: Any) -> dict[str, Any]:
+def job_result(result: TrainResult) -> dict[str, Any]:
     """The job's `result` from training's TrainResult; `checkpoint` is relative to the job's artifact directory."""
     return {
         "eval": result.eval,
@@ -128,8 +147,8 @@ def job_result(result: Any) -> dict[str, Any]:
     }
 
 
-def _fail(store, job: Job, code: str, message: str) -> None:
-    error = JobError(code=code, message=message[:_MAX_ERROR_MESSAGE])
+def _fail(store: JobStore, job: Job, code: ErrorCode | str, message: str) -> None:
+    error = JobError(code=ErrorCode(code), message=message[:_MAX_ERROR_MESSAGE])
     apply_transition(store, job, JobStatus.FAILED, error=error)
 
 
@@ -139,26 +158,8 @@ def _stop_on_sigterm(reporter: JobReporter) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: reporter.request_stop(STOP_TERMINATED))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: reporter.request_stop(StopReason.TERMINATED))
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or not args[1].isdigit():
-        print("usage: python -m robotrain.dispatch.worker JOB_ID ATTEMPT", file=sys.stderr)
-        return 2
-    from robotrain.settings import Settings
-    from robotrain.wiring import build_components
-
-    settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(build_components(settings), args[0], int(args[1]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

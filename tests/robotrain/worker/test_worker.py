@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from robotrain.dispatch.drain import Drainer
-from robotrain.dispatch.worker import run_worker
+from robotrain.control.drain import Drainer
+from robotrain.jobs.lifecycle import apply_transition
 from robotrain.jobs.models import JobStatus
-from robotrain.jobs.service import JobService, apply_transition
-from tests.robotrain.dispatch.fakes import fast_spec, make_components
+from robotrain.jobs.service import JobService
+from robotrain.worker.runner import run_worker
+from tests.support.components import fast_spec, make_components
 
 S = JobStatus
 

@@ -14,20 +14,26 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from robotrain.errors import StoreUnavailable
-from robotrain.jobs.models import Job, JobChanges, JobStatus, MetricPoint, Progress, utcnow
+from robotrain.jobs.models import EventKind, Job, JobChanges, JobStatus, MetricPoint, Progress, utcnow
 from robotrain.ports import JobStore
 
 log = logging.getLogger(__name__)
 
-# Why a run was asked to stop.
-STOP_CANCELLED = "cancelled"  # the job was cancelled (or otherwise ended) by someone else
-STOP_SUPERSEDED = "superseded"  # the job went back to the queue; a newer attempt owns it now
-STOP_TIMEOUT = "timeout"  # compute.timeout_minutes elapsed since this attempt started
-STOP_TERMINATED = "terminated"  # the process was asked to exit (SIGTERM: cancel or preemption)
+
+class StopReason(StrEnum):
+    """Why a run was asked to stop."""
+
+    CANCELLED = "cancelled"  # the job was cancelled (or otherwise ended) by someone else
+    SUPERSEDED = "superseded"  # the job went back to the queue; a newer attempt owns it now
+    TIMEOUT = "timeout"  # compute.timeout_minutes elapsed since this attempt started
+    TERMINATED = "terminated"  # the process was asked to exit (SIGTERM: cancel or preemption)
+
 
 _CHECK_INTERVAL_S = 1.0  # should_stop() is called every step; read the job at most this often
 
@@ -52,9 +58,8 @@ class JobReporter:
         self._on_checkpoint = on_checkpoint
         self._heartbeat_interval_s = heartbeat_interval_s
         self._progress_interval_s = progress_interval_s
-        timeout_minutes = (job.spec.get("compute") or {}).get("timeout_minutes", 60)
-        self.deadline: datetime = job.started_at + timedelta(minutes=timeout_minutes)
-        self._stop_reason: str | None = None
+        self.deadline: datetime = job.started_at + timedelta(minutes=job.compute.timeout_minutes)
+        self._stop_reason: StopReason | None = None
         self._lock = threading.Lock()
         self._last_check = 0.0
         self._last_progress = -math.inf
@@ -84,16 +89,16 @@ class JobReporter:
             self._on_checkpoint()
         self.log(f"checkpoint saved at step {step}: {relative}", {"step": step, "checkpoint": relative})
 
-    def log(self, message: str, data: dict | None = None) -> None:
-        if self._stop_reason in (STOP_SUPERSEDED, STOP_CANCELLED):
+    def log(self, message: str, data: dict[str, Any] | None = None) -> None:
+        if self._stop_reason in (StopReason.SUPERSEDED, StopReason.CANCELLED):
             return  # the job is no longer this attempt's to write to
-        self._guarded(lambda: self._store.append_event(self.job_id, "log", message, data))
+        self._guarded(lambda: self._store.append_event(self.job_id, EventKind.LOG, message, data))
 
     def should_stop(self) -> bool:
         if self._stop_reason is not None:
             return True
         if utcnow() >= self.deadline:
-            self._set_stop(STOP_TIMEOUT)
+            self._set_stop(StopReason.TIMEOUT)
             return True
         now = time.monotonic()
         if now - self._last_check >= _CHECK_INTERVAL_S:
@@ -104,10 +109,10 @@ class JobReporter:
     # --- heartbeats and stopping -------------------------------------------------------------------------------
 
     @property
-    def stop_reason(self) -> str | None:
+    def stop_reason(self) -> StopReason | None:
         return self._stop_reason
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         """Ask the run to stop at its next step (e.g. from a SIGTERM handler)."""
         self._set_stop(reason)
 
@@ -132,7 +137,7 @@ class JobReporter:
         while not self._halt.wait(self._heartbeat_interval_s):
             self.heartbeat()
 
-    def _set_stop(self, reason: str) -> None:
+    def _set_stop(self, reason: StopReason) -> None:
         with self._lock:
             if self._stop_reason is None:
                 self._stop_reason = reason
@@ -156,15 +161,17 @@ class JobReporter:
             log.warning("job store unavailable, cannot check for a cancel: %s", exc)
             return
         if job is None:
-            self._set_stop(STOP_CANCELLED)
+            self._set_stop(StopReason.CANCELLED)
             return
         if job.status is JobStatus.RUNNING and job.attempt == self.attempt:
             return
         self._set_stop(
-            STOP_SUPERSEDED if job.status is JobStatus.QUEUED or job.attempt != self.attempt else STOP_CANCELLED
+            StopReason.SUPERSEDED
+            if job.status is JobStatus.QUEUED or job.attempt != self.attempt
+            else StopReason.CANCELLED
         )
 
-    def _guarded(self, write) -> None:
+    def _guarded(self, write: Callable[[], object]) -> None:
         try:
             write()
         except StoreUnavailable as exc:

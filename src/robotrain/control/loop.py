@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from robotrain.dispatch.drain import Drainer, DrainReport
-from robotrain.dispatch.sweep import Sweeper, SweepReport
-from robotrain.wiring import Components
+from robotrain.control.drain import Drainer, DrainReport
+from robotrain.control.sweep import Sweeper, SweepReport
+from robotrain.ports import Components
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from robotrain.dispatch.drain import Drainer
-from robotrain.dispatch.sweep import Sweeper
+from robotrain.control.drain import Drainer
+from robotrain.control.sweep import Sweeper
 from robotrain.errors import LaunchError, QueueUnavailable
+from robotrain.jobs.lifecycle import apply_transition
 from robotrain.jobs.models import JobChanges, JobStatus, utcnow
-from robotrain.jobs.service import JobService, apply_transition
-from robotrain.wiring import Components
-from tests.robotrain.dispatch.fakes import FakeLauncher, fast_spec, make_components
+from robotrain.jobs.service import JobService
+from robotrain.ports import Components
+from tests.support.components import FakeLauncher, fast_spec, make_components
 
 S = JobStatus
 STALE_S = 0.2

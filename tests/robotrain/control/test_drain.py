@@ -3,12 +3,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from robotrain.dispatch.drain import Drainer, parse_message
+from robotrain.control.drain import Drainer, parse_message
 from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
+from robotrain.jobs.lifecycle import apply_transition, job_message
 from robotrain.jobs.models import Job, JobStatus
-from robotrain.jobs.service import JobService, apply_transition, job_message
-from robotrain.wiring import Components
-from tests.robotrain.dispatch.fakes import FakeLauncher, fast_spec, make_components
+from robotrain.jobs.service import JobService
+from robotrain.ports import Components
+from tests.support.components import FakeLauncher, fast_spec, make_components
 
 S = JobStatus
 
@@ -88,7 +89,7 @@ def test_launch_backoff_grows_exponentially_and_is_capped(tmp_path: Path) -> Non
 
 def test_a_job_whose_launch_keeps_failing_ends_failed_after_n_tries(tmp_path: Path) -> None:
     components, service, drainer, launcher = setup(tmp_path, queue_max_receives=3)
-    launcher.failures.extend(OSError("fork failed") for _ in range(5))
+    launcher.failures.extend(LaunchError("fork failed") for _ in range(5))
     job = service.submit("alice", fast_spec())
     for _ in range(3):
         drainer.drain_once()

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from robotrain.adapters.subprocess_launcher import SubprocessLauncher, parse_handle
-from robotrain.dispatch.loop import Dispatcher, DispatchLoop
+from robotrain.control.loop import Dispatcher, DispatchLoop
 from robotrain.jobs.models import JobStatus
 from robotrain.jobs.service import JobService
-from robotrain.wiring import Components
-from tests.robotrain.dispatch.fakes import fast_spec, make_components
+from robotrain.ports import Components
+from tests.support.components import fast_spec, make_components
 
 S = JobStatus
 

@@ -13,7 +13,7 @@ Fault handling, per message:
   (queued, or starting with no worker) is ended failed with code poison_message, so it is never stuck;
 - a job held back by a cap is hidden for a short backoff; a message about to use its last delivery that way is
   replaced by a fresh one, so waiting never sends a healthy job's message to the dead-letter queue;
-- a launch that raises a classified transient error (LAUNCH_RETRY_ERRORS) puts the job back to queued and hides the
+- a launch that raises a classified transient error (TRANSIENT_LAUNCHER_ERRORS) puts the job back to queued and hides the
   message with exponential backoff; on the message's `queue_max_receives`-th delivery the job fails launch_failed;
 - any other exception from the launcher is not retried: the job fails launch_failed at once, with the traceback logged
   (retrying a programming error only delays the same failure, and a job must never stay stuck in starting);
@@ -31,16 +31,18 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 
-from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
-from robotrain.jobs.models import ErrorCode, Job, JobChanges, JobError, JobStatus
-from robotrain.jobs.service import apply_transition, claim, enqueue, stop_compute
-from robotrain.ports import QueueMessage, ReceiptHandleInvalid
-from robotrain.wiring import Components
+from robotrain.jobs.lifecycle import (
+    DEPENDENCY_DOWN_ERRORS,
+    TRANSIENT_LAUNCHER_ERRORS,
+    apply_transition,
+    claim,
+    enqueue,
+    stop_compute,
+)
+from robotrain.jobs.models import ErrorCode, EventKind, Job, JobChanges, JobError, JobStatus
+from robotrain.ports import Components, QueueMessage, ReceiptHandleInvalid
 
 log = logging.getLogger(__name__)
-
-LAUNCH_RETRY_ERRORS: tuple[type[BaseException], ...] = (LaunchError, OSError)
-DEPENDENCY_DOWN_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable, QueueUnavailable)
 
 MAX_BATCH = 10  # SQS's most messages per receive
 _JOB_ID = re.compile(r"^job_[0-9a-z]{26}$")
@@ -159,20 +161,10 @@ class Drainer:
         return _Outcome.CONTINUE
 
     def _handle(self, message: QueueMessage, report: DrainReport) -> _Outcome:
-        job_id = parse_message(message.body)
-        if job_id is None:
-            self._poison(message, "the body is not a message this service sends", report)
-            return _Outcome.CONTINUE
-        job = self._c.store.get(job_id)
+        """One message: find its job, claim it within the caps, launch it."""
+        job = self._queued_job(message, report)
         if job is None:
-            self._poison(message, f"no job {job_id} exists", report)
             return _Outcome.CONTINUE
-        if job.status is not JobStatus.QUEUED:
-            # A duplicate delivery, or a job cancelled or claimed meanwhile: nothing to do.
-            report.skipped += 1
-            self._delete(message)
-            return _Outcome.CONTINUE
-
         claimed = claim(
             self._c.store,
             job,
@@ -180,26 +172,50 @@ class Drainer:
             max_active_per_user=self._settings.max_running_jobs_per_user,
         )
         if claimed is None:
-            current = self._c.store.get(job_id)
-            if current is None or current.status is not JobStatus.QUEUED:
-                report.skipped += 1  # another drain claimed it, or it was cancelled, between our read and the claim
-                self._delete(message)
-                return _Outcome.CONTINUE
-            report.deferred += 1
-            self._defer(message, current)
-            if self._c.store.count(statuses=JobStatus.active()) >= self._settings.max_concurrent_jobs:
-                report.at_capacity = True
-                return _Outcome.STOP  # the global cap: nothing else in this batch can start either
-            return _Outcome.CONTINUE  # only this user's cap: other users' jobs may still start
+            return self._not_claimed(message, job.id, report)
+        return self._launch(message, claimed, report)
 
+    def _queued_job(self, message: QueueMessage, report: DrainReport) -> Job | None:
+        """The queued job the message is about, or None when there is nothing to launch: a poison message (left to
+        dead-letter), or a duplicate / a job cancelled or claimed meanwhile (the message is deleted)."""
+        job_id = parse_message(message.body)
+        if job_id is None:
+            self._poison(message, "the body is not a message this service sends", report)
+            return None
+        job = self._c.store.get(job_id)
+        if job is None:
+            self._poison(message, f"no job {job_id} exists", report)
+            return None
+        if job.status is not JobStatus.QUEUED:
+            report.skipped += 1
+            self._delete(message)
+            return None
+        return job
+
+    def _not_claimed(self, message: QueueMessage, job_id: str, report: DrainReport) -> _Outcome:
+        """The claim changed nothing: the job moved on between our read and the claim, or a cap holds it back."""
+        current = self._c.store.get(job_id)
+        if current is None or current.status is not JobStatus.QUEUED:
+            report.skipped += 1  # another drain claimed it, or it was cancelled, between our read and the claim
+            self._delete(message)
+            return _Outcome.CONTINUE
+        report.deferred += 1
+        self._defer(message, current)
+        if self._c.store.count(statuses=JobStatus.active()) >= self._settings.max_concurrent_jobs:
+            report.at_capacity = True
+            return _Outcome.STOP  # the global cap: nothing else in this batch can start either
+        return _Outcome.CONTINUE  # only this user's cap: other users' jobs may still start
+
+    def _launch(self, message: QueueMessage, claimed: Job, report: DrainReport) -> _Outcome:
+        """Start the claimed attempt's worker and record its handle, fenced on the attempt."""
         try:
             handle = self._c.launcher.launch(claimed)
-        except LAUNCH_RETRY_ERRORS as exc:
+        except TRANSIENT_LAUNCHER_ERRORS as exc:
             report.launch_failures += 1
             self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", retry=True, report=report)
             return _Outcome.STOP  # the launcher is failing: leave the rest of the batch for later
-        except Exception as exc:  # noqa: BLE001 - unclassified launcher failure: fail the job, do not retry (module doc)
-            log.exception("launching %s attempt %d raised an unclassified error", claimed.id, claimed.attempt)
+        except Exception as exc:  # noqa: BLE001 - refused or unclassified: fail the job, do not retry (module doc)
+            log.exception("launching %s attempt %d raised an error that is not retried", claimed.id, claimed.attempt)
             report.launch_failures += 1
             self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", retry=False, report=report)
             return _Outcome.CONTINUE
@@ -216,7 +232,10 @@ class Drainer:
             stop_compute(self._c, handle)
         else:
             self._c.store.append_event(
-                claimed.id, "log", f"worker launched for attempt {claimed.attempt}", {"attempt": claimed.attempt}
+                claimed.id,
+                EventKind.LOG,
+                f"worker launched for attempt {claimed.attempt}",
+                {"attempt": claimed.attempt},
             )
             report.launched.append(claimed.id)
         self._delete(message)
@@ -259,7 +278,7 @@ class Drainer:
         waiting = job is not None and (
             job.status is JobStatus.QUEUED or (job.status is JobStatus.STARTING and not job.launch_handle)
         )
-        if not waiting:
+        if job is None or not waiting:
             return
         error = JobError(
             code=ErrorCode.POISON_MESSAGE,

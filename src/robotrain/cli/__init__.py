@@ -1,0 +1,106 @@
+"""`robotrain`: run the server (`serve`), mint a local token (`token`), and drive jobs over HTTP as a client
+(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`).
+
+The client commands talk to --url (or ROBOTRAIN_URL) with --token (or ROBOTRAIN_TOKEN). A server error is printed
+as one line, `error <code>: <message>`, and the command exits with status 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.jobs import (
+    _safe_target,
+    cmd_cancel,
+    cmd_download,
+    cmd_list,
+    cmd_logs,
+    cmd_retry,
+    cmd_show,
+    cmd_submit,
+)
+from robotrain.cli.server import cmd_serve, cmd_token
+from robotrain.settings import ClientSettings
+
+__all__ = ["ApiClient", "CliError", "_safe_target", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robotrain", description="Train robot policies as a service.")
+    parser.add_argument("--url", help="server URL (default: ROBOTRAIN_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--token", help="bearer token (default: ROBOTRAIN_TOKEN)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the API server with the local dispatcher")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", type=Path, help="state directory (default: ./.robotrain)")
+
+    token = commands.add_parser("token", help="print a bearer token signed by the local key")
+    token.add_argument("--user", required=True)
+    token.add_argument("--data-dir", type=Path)
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default: one day)")
+
+    submit = commands.add_parser("submit", help="submit a job from a training spec JSON file")
+    submit.add_argument("spec")
+    submit.add_argument("--follow", action="store_true", help="follow until the job ends")
+
+    listing = commands.add_parser("list", help="list your jobs, newest first")
+    listing.add_argument("--status", choices=["queued", "starting", "running", "succeeded", "failed", "cancelled"])
+    listing.add_argument("--limit", type=int, default=20)
+
+    for name, text in (("show", "print a job as JSON"), ("cancel", "cancel a job"), ("retry", "retry a job")):
+        commands.add_parser(name, help=text).add_argument("job_id")
+
+    logs = commands.add_parser("logs", help="print a job's events")
+    logs.add_argument("job_id")
+    logs.add_argument("--follow", action="store_true")
+
+    download = commands.add_parser("download", help="download a job's artifacts (all, or one with --path)")
+    download.add_argument("job_id")
+    download.add_argument("--path")
+    download.add_argument("--out", help="directory to write into (default: ./JOB_ID)")
+    return parser
+
+
+CLIENT_COMMANDS = {
+    "submit": cmd_submit,
+    "list": cmd_list,
+    "show": cmd_show,
+    "logs": cmd_logs,
+    "cancel": cmd_cancel,
+    "retry": cmd_retry,
+    "download": cmd_download,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        if args.command == "serve":
+            return cmd_serve(args, out)
+        if args.command == "token":
+            return cmd_token(args, out)
+        client_settings = ClientSettings()
+        token = args.token or (client_settings.token.get_secret_value() if client_settings.token else None)
+        api = ApiClient(args.url or client_settings.url, token)
+        try:
+            return CLIENT_COMMANDS[args.command](api, args, out)
+        finally:
+            api.close()
+    except CliError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

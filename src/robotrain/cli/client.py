@@ -1,0 +1,70 @@
+"""The HTTP client the CLI's job commands use, and the one error they end with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REQUEST_TIMEOUT_S = 30.0
+
+
+class CliError(Exception):
+    """Ends the command with `error <code>: <message>` on stderr and exit status 1."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# --- the HTTP client --------------------------------------------------------------------------------------------
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str | None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=REQUEST_TIMEOUT_S)
+        self.url = url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise CliError("connection_failed", f"cannot reach {self.url}: {exc}") from exc
+        if response.is_error:
+            raise _server_error(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    def stream_to(self, path: str, target: Path) -> int:
+        try:
+            with self._http.stream("GET", path) as response:
+                if response.is_error:
+                    response.read()
+                    raise _server_error(response)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".part")
+                size = 0
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        size += len(chunk)
+                partial.replace(target)
+                return size
+        except httpx.TransportError as exc:
+            raise CliError("connection_failed", f"cannot reach {self.url}: {exc}") from exc
+
+
+def _server_error(response: httpx.Response) -> CliError:
+    try:
+        error = response.json()["error"]
+        return CliError(str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        return CliError(f"http_{response.status_code}", response.text[:200] or response.reason_phrase)

@@ -1,0 +1,106 @@
+"""What the Modal functions in modal_app.py do, kept here so that file stays a thin, literate list of functions.
+
+Each function is one of the three processes: `api` serves requests, `drain` is the control plane, `train` is a
+worker. Every container builds its Components once, from the environment (the Modal secret supplies the Supabase,
+SQS and Clerk variables), with two Modal-specific adapters: the Launcher spawns the app's `train` function, and the
+artifact store is the mounted Volume, reloaded before reads and committed after each checkpoint so the API container
+sees what a GPU container wrote. A warm drain container reuses its store, queue and sweeper across its scheduled runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from robotrain.adapters.modal_launcher import ModalLauncher, SpawnableFunction, spawn_quietly
+from robotrain.adapters.modal_volume import VolumeArtifactStore
+from robotrain.control import Dispatcher
+from robotrain.ports import Components
+from robotrain.settings import Settings
+from robotrain.wiring import build_components, build_verifier
+
+# One Dispatcher per container (per settings, so tests that run several configurations in one process stay apart).
+_dispatchers: dict[str, Dispatcher] = {}
+_dispatchers_lock = threading.Lock()
+
+
+def modal_components(settings: Settings, *, train: SpawnableFunction, volume: Any) -> Components:
+    return build_components(
+        settings,
+        launcher=ModalLauncher(train, default_gpu=settings.default_gpu),
+        artifacts=VolumeArtifactStore(settings.resolved_artifacts_dir, volume),
+    )
+
+
+def api_app(settings: Settings, *, train: SpawnableFunction, drain: Any, volume: Any) -> Any:
+    """The ASGI app of an `api` container (Modal calls the factory once per container)."""
+    from robotrain.api.app import create_app
+
+    components = modal_components(settings, train=train, volume=volume)
+    # No in-process loop on Modal: each submit spawns the drain function, and its schedule is the safety net.
+    return create_app(components, verifier=build_verifier(settings), kick=lambda: spawn_quietly(drain))
+
+
+def drain_and_sweep(settings: Settings, *, train: SpawnableFunction, volume: Any) -> dict[str, Any]:
+    dispatcher = _container_dispatcher(settings, train=train, volume=volume)
+    drained = dispatcher.drain_once()
+    swept = dispatcher.sweep()
+    return {"drain": repr(drained), "sweep": repr(swept)}
+
+
+def _container_dispatcher(settings: Settings, *, train: SpawnableFunction, volume: Any) -> Dispatcher:
+    key = settings.model_dump_json()
+    with _dispatchers_lock:
+        dispatcher = _dispatchers.get(key)
+        if dispatcher is None:
+            dispatcher = _dispatchers[key] = Dispatcher(modal_components(settings, train=train, volume=volume))
+        return dispatcher
+
+
+def train_attempt(
+    settings: Settings, job_id: str, attempt: int, *, train: SpawnableFunction, drain: Any, volume: Any
+) -> None:
+    from robotrain.worker.runner import run_worker
+
+    components = modal_components(settings, train=train, volume=volume)
+    try:
+        # A restarted input (preemption, a crash retried by Modal) carries the same (job, attempt): it takes the
+        # attempt over and resumes from the last committed checkpoint instead of waiting for the sweep.
+        run_worker(components, job_id, attempt, resume_own_attempt=True)
+    finally:
+        volume.commit()
+        spawn_quietly(drain)  # a slot is free: dispatch the next queued job now, not at the next schedule tick
+
+
+class _VolumeCommittingReporter:
+    """Prints progress like the CLI and commits the Volume after each checkpoint (for `modal run`)."""
+
+    def __init__(self, volume: Any):
+        from training.console import ConsoleReporter
+
+        self._console = ConsoleReporter()
+        self._volume = volume
+
+    def progress(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        self._console.progress(step, total, metrics)
+
+    def checkpoint(self, step: int, path: Path) -> None:
+        self._console.checkpoint(step, path)
+        self._volume.commit()
+
+    def log(self, message: str) -> None:
+        self._console.log(message)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def train_one_spec(spec_json: str, run_dir: Path, *, volume: Any) -> dict[str, Any]:
+    """Train one spec outside the service (modal run). Rerunning with the same run name resumes."""
+    import training
+
+    spec = training.TrainSpec.model_validate_json(spec_json)
+    result = training.run(spec, run_dir, _VolumeCommittingReporter(volume))
+    volume.commit()
+    return result.model_dump(mode="json")
