@@ -101,7 +101,7 @@ class LocalJobQueue:
         self._db = SqliteDatabase(
             self.path, unavailable=QueueUnavailable, what=f"queue {name!r}", busy_timeout_ms=busy_timeout_ms
         )
-        self._db.create_schema(_SCHEMA, SCHEMA_VERSION)
+        self._db.create_schema(_SCHEMA, SCHEMA_VERSION, component="queue")
         # wakes this instance's long pollers at once when it sends; other processes are seen by polling
         self._sent = threading.Condition()
 
@@ -163,8 +163,7 @@ class LocalJobQueue:
             )
 
     def ping(self) -> None:
-        # reads a page of the file, so a missing, locked or unreadable queue fails here (QueueUnavailable)
-        self._db.query("SELECT version FROM schema_version LIMIT 1")
+        self._db.ping()
 
     # --- extras (not in the port): tests and an admin view ---------------------------------------------------
 

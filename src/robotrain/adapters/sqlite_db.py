@@ -137,20 +137,28 @@ class SqliteDatabase:
         with self.errors():
             return conn.execute(sql, params).rowcount
 
-    def create_schema(self, schema: str, version: int) -> None:
-        """Run the idempotent `schema` (statements separated by ';') and record or check its version."""
+    def create_schema(self, schema: str, version: int, *, component: str) -> None:
+        """Run the idempotent `schema` (statements separated by ';') and record or check its version. Each component
+        (the job store, the queue, each domain's tables) versions its own tables in the same file."""
         with self.transaction() as conn:
             for statement in schema.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-            if row[0] is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_versions (component, version) VALUES (?, ?)", (component, version))
             elif row[0] > version:
                 raise RuntimeError(
-                    f"{self.path} has schema version {row[0]}, newer than this code's {version}; upgrade robotrain"
+                    f"{self.path} has {component} schema version {row[0]}, newer than this code's {version}; "
+                    "upgrade robotrain"
                 )
+
+    def ping(self) -> None:
+        """Read a page of the file, so a missing, locked or unreadable database fails here (as `unavailable`)."""
+        self.query("SELECT version FROM schema_versions LIMIT 1")
 
     def close(self) -> None:
         """Close every connection this object opened in this process (in any thread). Connections inherited

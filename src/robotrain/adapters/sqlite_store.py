@@ -154,7 +154,7 @@ class SqliteJobStore:
         self._db = SqliteDatabase(
             self.path, unavailable=StoreUnavailable, what="job store", busy_timeout_ms=busy_timeout_ms
         )
-        self._db.create_schema(_SCHEMA, SCHEMA_VERSION)
+        self._db.create_schema(_SCHEMA, SCHEMA_VERSION, component="jobs")
 
     def close(self) -> None:
         self._db.close()
@@ -272,8 +272,7 @@ class SqliteJobStore:
         return _row_to_job(rows[0]) if rows else None
 
     def ping(self) -> None:
-        # reads a page of the file, so a missing, locked or unreadable database fails here
-        self._db.query("SELECT version FROM schema_version LIMIT 1")
+        self._db.ping()
 
     def count(self, *, statuses: Collection[JobStatus], user_id: str | None = None) -> int:
         values = sorted({JobStatus(status).value for status in statuses})

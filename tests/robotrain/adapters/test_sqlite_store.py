@@ -90,7 +90,7 @@ def test_reopening_keeps_the_data_and_the_schema_version(db_path: Path) -> None:
     second = SqliteJobStore(db_path)
     assert second.get(job.id) == job
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert conn.execute("SELECT version FROM schema_versions WHERE component = 'jobs'").fetchall() == [(SCHEMA_VERSION,)]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     second.close()
 
@@ -98,7 +98,7 @@ def test_reopening_keeps_the_data_and_the_schema_version(db_path: Path) -> None:
 def test_a_database_from_newer_code_is_refused(db_path: Path) -> None:
     SqliteJobStore(db_path).close()
     with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+        conn.execute("UPDATE schema_versions SET version = ? WHERE component = 'jobs'", (SCHEMA_VERSION + 1,))
     with pytest.raises(RuntimeError, match="newer"):
         SqliteJobStore(db_path)
 
