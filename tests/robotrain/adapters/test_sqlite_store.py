@@ -90,7 +90,9 @@ def test_reopening_keeps_the_data_and_the_schema_version(db_path: Path) -> None:
     second = SqliteJobStore(db_path)
     assert second.get(job.id) == job
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version FROM schema_versions WHERE component = 'jobs'").fetchall() == [(SCHEMA_VERSION,)]
+        assert conn.execute("SELECT version FROM schema_versions WHERE component = 'jobs'").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     second.close()
 
