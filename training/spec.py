@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training.policies.act.configuration_act import ActConfig
+from training.policies.configuration_base import ObservationKind
 from training.policies.diffusion.configuration_diffusion import DiffusionConfig
 from training.policies.mlp.configuration_mlp import MlpConfig
 
@@ -138,13 +139,17 @@ class TrainSpec(BaseModel):
     eval: EvalSpec = EvalSpec()
     compute: ComputeSpec = ComputeSpec()
 
-    def resolved_lr(self) -> float:
-        return self.training.lr if self.training.lr is not None else self.policy.optimizer_lr
+    def resolved_lr(self, kind: ObservationKind = "state") -> float:
+        """The learning rate for a dataset of this observation kind ("camera" when it has a camera feature)."""
+        return self.training.lr if self.training.lr is not None else self.policy.optimizer_preset(kind).lr
 
-    def resolved_weight_decay(self) -> float:
+    def resolved_weight_decay(self, kind: ObservationKind = "state") -> float:
         wd = self.training.weight_decay
-        return wd if wd is not None else self.policy.optimizer_weight_decay
+        return wd if wd is not None else self.policy.optimizer_preset(kind).weight_decay
 
-    def resolved_warmup_steps(self) -> int:
+    def resolved_warmup_steps(self, kind: ObservationKind = "state") -> int:
         warmup = self.training.warmup_steps
-        return warmup if warmup is not None else self.policy.scheduler_warmup_steps
+        return warmup if warmup is not None else self.policy.optimizer_preset(kind).warmup_steps
+
+    def resolved_scheduler(self, kind: ObservationKind = "state") -> str:
+        return self.policy.optimizer_preset(kind).scheduler
