@@ -122,8 +122,8 @@ def evaluate(
                         frames = torch.as_tensor(np.asarray(observation[key]), device=device)
                         batch[key] = frames.permute(0, 3, 1, 2).float() / 255.0
                     action = policy.select_action(batch)
-                    action = action.detach().to("cpu").numpy() if isinstance(action, torch.Tensor) else action
-                    observation, reward, is_success, step_done = env.step(action)
+                    actions = action.detach().to("cpu").numpy() if isinstance(action, torch.Tensor) else action
+                    observation, reward, is_success, step_done = env.step(np.asarray(actions))
                     active = ~done  # an env stops counting once it is done
                     sum_reward[active] += reward[active]
                     max_reward[active] = np.maximum(max_reward[active], reward[active])

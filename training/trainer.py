@@ -47,6 +47,7 @@ from training.optim import (
 from training.policies import make_policy
 from training.policies.base import Policy
 from training.policies.configuration_base import ObservationKind
+from training.policies.diffusion.configuration_diffusion import DiffusionConfig
 from training.policies.vision.geometry import input_size
 from training.policies.vision.weights import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_weights
 from training.reporter import NullReporter, Reporter
@@ -110,8 +111,8 @@ class _Running:
     ) -> None:
         for k, v in tensors.items():
             self.tensors[k] = self.tensors[k] + v if k in self.tensors else v.clone()
-        for k, v in floats.items():
-            self.floats[k] = self.floats.get(k, 0.0) + float(v)
+        for k, number in floats.items():
+            self.floats[k] = self.floats.get(k, 0.0) + float(number)
         self.steps += 1
         self.samples += samples
         self.data_s += data_s
@@ -202,7 +203,8 @@ def _seed_everything(seed: int) -> None:
 
 def _capture_rng(generator: torch.Generator, device: torch.device) -> dict:
     # Plain Python values and tensors only, so the file loads with torch.load(weights_only=True).
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)
     state = {
         "python": random.getstate(),
         "numpy": {
@@ -333,10 +335,10 @@ class _Run:
         self.scheduler = make_scheduler(
             self.optimizer, spec.resolved_warmup_steps(kind), self.total, spec.resolved_scheduler(kind)
         )
-        ema_power = getattr(spec.policy, "ema_power", None)
-        ema_max_decay = getattr(spec.policy, "ema_max_decay", None)
-        use_ema = bool(getattr(spec.policy, "use_ema", False)) and ema_power is not None and ema_max_decay is not None
-        self.ema = Ema(self.policy, ema_power, ema_max_decay) if use_ema else None
+        config = spec.policy
+        self.ema = None
+        if isinstance(config, DiffusionConfig) and config.use_ema:
+            self.ema = Ema(self.policy, config.ema_power, config.ema_max_decay)
 
     def _restore(self, state: TrainingState) -> None:
         try:

@@ -138,7 +138,7 @@ def _decode_image_file(
             if not isinstance(data, bytes | bytearray):
                 raise DatasetError(f"{where}: holds no image bytes")
             try:
-                image = Image.open(io.BytesIO(data))
+                image: Image.Image = Image.open(io.BytesIO(data))
                 image.load()
             except (UnidentifiedImageError, OSError) as error:
                 raise DatasetError(f"{where}: the image is corrupt ({error})") from None

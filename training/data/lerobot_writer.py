@@ -373,8 +373,8 @@ def write_v21(
         (meta / "episodes.jsonl").write_text("\n".join(episode_lines) + "\n")
         (meta / "episodes_stats.jsonl").write_text("\n".join(stats_lines) + "\n")
         (meta / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": task}) + "\n")
-        stats = _feature_stats(data, slice(0, data.total_frames), range(len(data.lengths)))
-        _write_json(meta / "stats.json", {k: fmt.stats_to_json(v) for k, v in stats.items()}, indent=2)
+        totals = _feature_stats(data, slice(0, data.total_frames), range(len(data.lengths)))
+        _write_json(meta / "stats.json", {k: fmt.stats_to_json(v) for k, v in totals.items()}, indent=2)
         videos = sum(dtype == "video" for dtype in data.camera_dtype.values())
         storage = {
             "total_chunks": (len(data.lengths) - 1) // chunks_size + 1,

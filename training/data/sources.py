@@ -228,7 +228,7 @@ def _s3(bucket: str, path: str, cache_dir: Path) -> Path:
     try:
         try:
             client = boto3.client("s3", config=Config(retries=S3_RETRIES))
-            keys = []
+            keys: list[str] = []
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
             files = [key for key in keys if not key.endswith("/")]  # skip "folder" marker objects

@@ -45,7 +45,7 @@ def encode_video(
     container_format = "webm" if codec == "vp9" else "mp4"
     encoder = "libvpx-vp9" if codec == "vp9" else VIDEO_CODECS[codec]
     with av.open(str(path), "w", format=container_format) as container:
-        stream = None
+        stream: av.video.stream.VideoStream | None = None
         for index, frame in enumerate(frames):
             if stream is None:
                 height, width = frame.shape[:2]
@@ -54,7 +54,9 @@ def encode_video(
                 options = {"crf": str(crf)}
                 if codec == "vp9":
                     options["b"] = "0"  # constant quality
-                stream = container.add_stream(encoder, rate=fps, options=options)
+                added = container.add_stream(encoder, rate=fps, options=options)
+                assert isinstance(added, av.video.stream.VideoStream)
+                stream = added
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                 stream.codec_context.gop_size = gop
                 stream.codec_context.time_base = Fraction(1, fps)
@@ -93,9 +95,12 @@ def iter_frames(path: Path, size: tuple[int, int] | None = None) -> Iterator[Dec
             for frame in container.decode(stream):
                 if frame.pts is None:
                     raise VideoError("a frame has no presentation timestamp")
+                assert stream.time_base is not None
                 time = float(frame.pts * stream.time_base)
-                kwargs = {"width": size[1], "height": size[0]} if size is not None else {}
-                image = frame.to_ndarray(format="rgb24", **kwargs)
+                if size is None:
+                    image = frame.to_ndarray(format="rgb24")
+                else:
+                    image = frame.to_ndarray(format="rgb24", width=size[1], height=size[0])
                 yield DecodedFrame(time=time, width=frame.width, height=frame.height, image=image)
         except av.error.FFmpegError as error:
             raise VideoError(f"the video is corrupt ({error})") from None

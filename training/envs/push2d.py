@@ -315,7 +315,7 @@ def _rollout_expert(
 
 
 # The LeRobot `features` entries of a push2d dataset (the five default features are added by the writer).
-DATASET_FEATURES = {
+DATASET_FEATURES: dict[str, dict] = {
     STATE_KEY: {"dtype": "float32", "shape": [2], "names": ["pusher_x", "pusher_y"]},
     ENV_STATE_KEY: {"dtype": "float32", "shape": [4], "names": ["block_x", "block_y", "goal_x", "goal_y"]},
     "action": {"dtype": "float32", "shape": [2], "names": ["target_x", "target_y"]},
@@ -334,7 +334,7 @@ def dataset_features(obs_type: str = "state", image_size: int = DEFAULT_IMAGE_SI
     if obs_type == "state":
         return dict(DATASET_FEATURES)
     camera = {"dtype": "video" if video else "image", "shape": [image_size, image_size, 3], "names": None}
-    features = {IMAGE_KEY: camera}
+    features: dict[str, dict] = {IMAGE_KEY: camera}
     if obs_type == "pixels_agent_pos":
         features[STATE_KEY] = DATASET_FEATURES[STATE_KEY]
     features.update({k: v for k, v in DATASET_FEATURES.items() if k not in (STATE_KEY, ENV_STATE_KEY)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ TASK = "Push the T-shaped block onto the T-shaped target."
 GOAL_XY = np.array([256.0, 256.0])  # gym-pusht's fixed goal pose is (256, 256, pi/4)
 
 
-def _make_gym_env(image_size: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _make_gym_env(image_size: tuple[int, int]) -> Any:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen; no display is opened
     try:
         import gym_pusht  # noqa: F401 - registers gym_pusht/PushT-v0

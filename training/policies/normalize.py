@@ -90,7 +90,7 @@ class Normalizer(nn.Module):
             if safe_name in per_feature:
                 raise ValueError(f"feature names {key!r} and another one collide as buffer name {safe_name!r}")
             per_feature[safe_name] = _FeatureStats(dim, mode, None if stats is None else stats[key])
-            self.modes[key] = mode  # type: ignore[assignment]  # checked against STAT_NAMES_BY_MODE above
+            self.modes[key] = mode
         self.stats = nn.ModuleDict(per_feature)
         self._checked_loaded = False
 
@@ -135,9 +135,9 @@ class Normalizer(nn.Module):
         scale, offset = self._affine(key)
         return (x - offset) / scale
 
-    def _load_from_state_dict(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         self._checked_loaded = False
-        return super()._load_from_state_dict(*args, **kwargs)
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 def export_normalization_stats(normalizer: Normalizer) -> dict[str, Tensor]:

@@ -52,7 +52,7 @@ class DiffusionConfig(PolicyConfigBase):
     optimizer_betas: tuple[float, float] = (0.95, 0.999)
 
     @model_validator(mode="after")
-    def _check_group_norm(self):  # type: ignore[no-untyped-def]
+    def _check_group_norm(self) -> DiffusionConfig:
         if self.use_group_norm and self.pretrained_backbone:
             raise ValueError("use_group_norm would discard the pretrained batch-norm weights; leave it unset")
         return self

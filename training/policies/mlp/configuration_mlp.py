@@ -31,7 +31,7 @@ class MlpConfig(PolicyConfigBase):
     }
 
     @model_validator(mode="after")
-    def _check_group_norm(self):  # type: ignore[no-untyped-def]
+    def _check_group_norm(self) -> MlpConfig:
         if self.use_group_norm and self.pretrained_backbone:
             raise ValueError("use_group_norm would discard the pretrained batch-norm weights; leave it unset")
         return self
