@@ -4,16 +4,14 @@ dataset in LeRobot's PushT layout (written from the scripted controller) does be
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
+from training.checkpoint import load_policy
 from training.envs import make_env
 from training.envs.pusht import IMAGE_KEY, STATE_KEY
 from training.evaluate import evaluate
 from training.spec import TrainSpec
 from training.trainer import run
-
-EVAL_EPISODES = 8
 
 
 class RandomPolicy(torch.nn.Module):
@@ -43,36 +41,23 @@ def test_pusht_maps_to_lerobot_features():
     assert not success.any() and not done.any()
 
 
-@pytest.mark.slow
-def test_trained_policy_beats_random_on_pusht(tmp_path, dataset_cache):
+def test_pusht_trains_and_evaluates_end_to_end(tmp_path, dataset_cache):
+    """A dataset in LeRobot's PushT layout (the scripted controller's), trained briefly and evaluated in gym-pusht
+    with the package's success; whether training beats random actions is measured by bench/policy_quality.py."""
     torch.set_num_threads(1)
     spec = TrainSpec.model_validate(
         {
-            "policy": {
-                "type": "act",
-                "vision_backbone": "small_cnn",
-                "image_size": [32, 32],
-                "chunk_size": 8,
-                "n_action_steps": 1,
-                "dim_model": 64,
-                "n_heads": 4,
-                "dim_feedforward": 128,
-                "n_encoder_layers": 1,
-                "n_decoder_layers": 1,
-                "n_vae_encoder_layers": 1,
-                "latent_dim": 8,
-                "kl_weight": 1.0,
-                "dropout": 0.0,
-                "optimizer_lr": 1e-3,
-            },
-            "dataset": {"uri": "builtin://pusht?episodes=24&seed=0", "val_fraction": 0.0},
-            "training": {"steps": 600, "batch_size": 64, "log_every": 100, "checkpoint_every": 100_000, "seed": 3},
-            "eval": {"env": "pusht", "episodes": EVAL_EPISODES, "videos": 1},
+            "policy": {"type": "mlp", "vision_backbone": "small_cnn", "image_size": [32, 32], "hidden_dims": [64]},
+            "dataset": {"uri": "builtin://pusht?episodes=2&seed=0", "val_fraction": 0.0},
+            "training": {"steps": 20, "batch_size": 16, "log_every": 10, "checkpoint_every": 100_000, "seed": 3},
+            "eval": {"env": "pusht", "episodes": 2, "videos": 1},
         }
     )
     result = run(spec, tmp_path / "run", cache_dir=dataset_cache)
-    assert result.eval is not None and result.videos
-    from training.checkpoint import load_policy
-
-    random_eval = evaluate(RandomPolicy(load_policy(tmp_path / "run").features), "pusht", EVAL_EPISODES)
-    assert result.eval["avg_max_reward"] >= random_eval["avg_max_reward"] + 0.1, (random_eval, result.eval)
+    assert result.eval is not None and result.eval["n_episodes"] == 2
+    assert 0.0 <= result.eval["avg_max_reward"] <= 1.0
+    assert result.videos == ["eval/videos/step_000020/episode_0.webm"]
+    policy = load_policy(tmp_path / "run")
+    assert policy.features.images == {IMAGE_KEY: (3, 96, 96)}
+    random_eval = evaluate(RandomPolicy(policy.features), "pusht", 2)
+    assert random_eval["n_episodes"] == 2 and not random_eval["videos"]
