@@ -5,7 +5,13 @@ batch is produced differs. The baseline is what a torch project usually writes (
 __getitem__ builds one window (observation history + action chunk + padding masks) in Python, batched by
 torch.utils.data.DataLoader's collate and copied to the device. Each measurement runs for --seconds after a warmup.
 
+With --images it measures the default image config instead: a push2d dataset rendered at --image-size (96, PushT's
+camera) stored as video, decoded once into the frame cache, and a policy given only its type (ResNet-18, crops on
+the device); it prints the mean data_s (drawing a batch) and update_s (forward, backward, optimizer step) and their
+ratio, which should stay under 0.1.
+
     .venv/bin/python bench/train_throughput.py [--device auto|cpu|cuda] [--seconds 6] [--batch-size 64]
+    .venv/bin/python bench/train_throughput.py --images [--policies diffusion,act,mlp] [--steps 10]
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,12 +28,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from training.data.dataset import EpisodeDataset
+from training.data.frame_cache import decode_cameras
 from training.data.sampler import WindowSampler
 from training.data.sources import load_dataset
 from training.device import resolve_device
 from training.optim import make_optimizer
 from training.policies import make_policy
+from training.policies.vision.geometry import input_size
 from training.spec import TrainSpec
+from training.trainer import _stats_tensors
 
 # Low-dimensional-sized models (the test gates' sizes): small enough that the data path matters, as it does for
 # vector observations; the default CPU run takes about a minute.
@@ -112,8 +122,50 @@ def _measure(next_batch, policy, optimizer, device, batch_size: int, seconds: fl
                 return steps * batch_size / elapsed
 
 
+def image_config(args: argparse.Namespace, device: torch.device) -> int:
+    """data_s against update_s for each policy's defaults on a camera dataset."""
+    cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="throughput-"))
+    uri = f"builtin://push2d?episodes={args.episodes}&obs_type=pixels&image_size={args.image_size}&video=1"
+    print(f"device {device}, batch {args.batch_size}, {uri}, {args.steps} measured steps after 2 warmup steps")
+    header = f"{'policy':<10} {'params':>11} {'data_s':>9} {'update_s':>9} {'data_s / update_s':>18}"
+    print(header)
+    print("-" * len(header))
+    for name in args.policies.split(","):
+        dataset = load_dataset(uri, cache)
+        features = dataset.policy_features()
+        spec = TrainSpec.model_validate({"policy": {"type": name}, "dataset": {"uri": uri}})
+        sizes = {k: input_size(shape[1:], spec.policy.image_size) for k, shape in features.images.items()}
+        decode_cameras(dataset, sizes, cache)
+        torch.manual_seed(0)
+        policy = make_policy(spec.policy, features, _stats_tensors(dataset, features, False)).to(device).train()
+        optimizer = make_optimizer(policy, spec.resolved_lr("camera"), 0.0, spec.policy.optimizer_betas)
+        episodes = np.arange(dataset.num_episodes)
+        sampler = WindowSampler(
+            dataset, episodes, policy.observation_delta_indices, policy.action_delta_indices, device
+        )
+        generator = torch.Generator().manual_seed(0)
+        data_s = update_s = 0.0
+        for step in range(args.steps + 2):
+            t0 = time.perf_counter()
+            batch = sampler.sample(args.batch_size, generator)
+            _synchronize(device)
+            t1 = time.perf_counter()
+            _train_step(policy, optimizer, batch)
+            _synchronize(device)
+            t2 = time.perf_counter()
+            if step >= 2:
+                data_s, update_s = data_s + t1 - t0, update_s + t2 - t1
+        data_s, update_s = data_s / args.steps, update_s / args.steps
+        params = sum(p.numel() for p in policy.parameters())
+        print(f"{name:<10} {params:>11,} {data_s:>9.4f} {update_s:>9.3f} {data_s / update_s:>18.4f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", action="store_true", help="measure data_s / update_s on the default image config")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--steps", type=int, default=10, help="measured steps per policy with --images")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per policy and path")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -132,6 +184,10 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
+    if args.images:
+        if args.policies == ",".join(POLICIES):
+            args.policies = "diffusion,act,mlp"
+        return image_config(args, device)
     dataset = load_dataset(
         f"builtin://push2d?episodes={args.episodes}", Path(args.cache_dir) if args.cache_dir else None
     )
@@ -157,7 +213,7 @@ def main() -> int:
         spec = TrainSpec.model_validate({"policy": POLICIES[name], "dataset": {"uri": "builtin://push2d"}})
         policy = make_policy(spec.policy, features, stats).to(device).train()
         optimizer = make_optimizer(
-            policy, spec.resolved_lr(), spec.resolved_weight_decay(), tuple(spec.policy.optimizer_betas)
+            policy, spec.resolved_lr(), spec.resolved_weight_decay(), spec.policy.optimizer_betas
         )
         obs_deltas, action_deltas = policy.observation_delta_indices, policy.action_delta_indices
 

@@ -33,7 +33,10 @@ from torch import Tensor
 from training.data.dataset import PolicyFeatures
 from training.errors import CheckpointError
 from training.policies import make_policy
+from training.policies.act.configuration_act import ActConfig
 from training.policies.base import Policy
+from training.policies.diffusion.configuration_diffusion import DiffusionConfig
+from training.policies.mlp.configuration_mlp import MlpConfig
 from training.spec import PolicyConfig, TrainSpec
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -52,7 +55,8 @@ STEP_FILE = "training_step.json"
 RAW_MODEL_FILE = "raw_model.safetensors"
 EMA_FILE = "ema_state.safetensors"
 _TMP_PREFIX = ".tmp-"
-_POLICY_CONFIG = TypeAdapter(PolicyConfig)
+# The spec's discriminated union of policy configs, validated as the spec does.
+_POLICY_CONFIG: TypeAdapter[MlpConfig | ActConfig | DiffusionConfig] = TypeAdapter(PolicyConfig)
 
 
 def checkpoint_name(step: int) -> str:

@@ -1,8 +1,11 @@
 """`python -m training`: train, evaluate and make datasets from the command line.
 
     python -m training run CONFIG.json --out DIR [--cache-dir DIR]     (rerun on the same DIR resumes)
-    python -m training eval CHECKPOINT_DIR --env push2d --episodes 50 [--device auto]
-    python -m training make-dataset push2d --episodes 200 --out DIR [--seed 0]
+    python -m training eval CHECKPOINT_DIR --env push2d|pusht --episodes 50 [--device auto] [--videos DIR]
+    python -m training make-dataset push2d|pusht --episodes 200 --out DIR [--seed 0] [--images | --video]
+        [--obs-type pixels|pixels_agent_pos] [--image-size 64]
+
+`run` reads ImageNet weights for policy.pretrained_backbone from $ROBOTRAIN_WEIGHTS_DIR.
 
 A bad spec, dataset or checkpoint prints one line to stderr, without a traceback, and exits with status 2.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,12 +58,20 @@ def _read_spec(path: Path):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from training.console import ConsoleReporter
+    from training.policies.vision.weights import WEIGHTS_DIR_ENV
     from training.trainer import run
 
     spec = _read_spec(Path(args.config))
     reporter = ConsoleReporter()
+    weights_dir = os.environ.get(WEIGHTS_DIR_ENV)
     with reporter.stop_on_interrupt():
-        result = run(spec, Path(args.out), reporter, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+        result = run(
+            spec,
+            Path(args.out),
+            reporter,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            weights_dir=Path(weights_dir) if weights_dir else None,
+        )
     loss = result.final_metrics.get("train/loss")
     summary = [f"steps {result.steps_done}/{result.total_steps}"]
     if loss is not None:
@@ -87,13 +99,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     policy = load_policy(Path(args.checkpoint), device)
     check_eval_env(args.env, policy.features)
     seed_base = EVAL_SEED_BASE if args.seed_base is None else args.seed_base
-    results = evaluate(policy, args.env, args.episodes, device=device, seed_base=seed_base, batch_size=args.batch_size)
+    results = evaluate(
+        policy,
+        args.env,
+        args.episodes,
+        device=device,
+        seed_base=seed_base,
+        batch_size=args.batch_size,
+        video_dir=Path(args.videos) if args.videos else None,
+        videos=args.num_videos,
+    )
     print(
         f"success {results['pc_success']:.1f}% (95% CI {results['pc_success_ci_low']:.1f}-"
         f"{results['pc_success_ci_high']:.1f}) over {results['n_episodes']} episodes of {args.env}; "
         f"avg max reward {results['avg_max_reward']:.3f}, avg sum reward {results['avg_sum_reward']:.2f}, "
         f"{results['eval_s']:.1f} s"
     )
+    if results["videos"]:
+        print(f"rollout videos: {', '.join(results['videos'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0
@@ -102,8 +125,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from training.data.sources import write_builtin_dataset
 
-    root = write_builtin_dataset(args.name, Path(args.out), episodes=args.episodes, seed=args.seed)
-    print(f"wrote {args.episodes} {args.name} episodes (seed {args.seed}) as a LeRobot v3.0 dataset in {root}")
+    cameras = args.images or args.video or args.name == "pusht"
+    obs_type = args.obs_type or ("pixels_agent_pos" if args.name == "pusht" or cameras else "state")
+    if cameras and obs_type == "state":
+        return _fail("--images / --video need --obs-type pixels or pixels_agent_pos")
+    root = write_builtin_dataset(
+        args.name,
+        Path(args.out),
+        episodes=args.episodes,
+        seed=args.seed,
+        obs_type=obs_type,
+        image_size=args.image_size,
+        video=args.video,
+    )
+    stored = "video" if args.video else "images" if obs_type != "state" else "no camera"
+    print(
+        f"wrote {args.episodes} {args.name} episodes (seed {args.seed}, {obs_type}, {stored}) "
+        f"as a LeRobot v3.0 dataset in {root}"
+    )
     return 0
 
 
@@ -119,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint by seeded rollouts")
     eval_parser.add_argument("checkpoint", help="run dir, checkpoints/<step> dir, or its pretrained_model dir")
-    eval_parser.add_argument("--env", default="push2d")
+    eval_parser.add_argument("--env", default="push2d", choices=("push2d", "pusht"))
+    eval_parser.add_argument("--videos", help="save the first rollouts as WebM videos in this directory")
+    eval_parser.add_argument("--num-videos", type=int, default=4, help="how many rollouts --videos saves")
     eval_parser.add_argument("--episodes", type=int, default=50)
     eval_parser.add_argument("--batch-size", type=int, default=50, help="episodes rolled out together")
     eval_parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -128,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.set_defaults(handler=_cmd_eval)
 
     data_parser = commands.add_parser("make-dataset", help="write a builtin task's expert demonstrations")
-    data_parser.add_argument("name", choices=("push2d",))
+    data_parser.add_argument("name", choices=("push2d", "pusht"))
+    camera = data_parser.add_mutually_exclusive_group()
+    camera.add_argument("--images", action="store_true", help="store the camera as PNG images in the Parquet")
+    camera.add_argument("--video", action="store_true", help="store the camera as AV1 MP4 video")
+    data_parser.add_argument("--obs-type", choices=("state", "pixels", "pixels_agent_pos"), default=None)
+    data_parser.add_argument("--image-size", type=int, default=None, help="camera side in pixels (push2d: 64)")
     data_parser.add_argument("--episodes", type=int, default=200)
     data_parser.add_argument("--seed", type=int, default=0)
     data_parser.add_argument("--out", required=True, help="directory to write the LeRobot v3.0 dataset into")

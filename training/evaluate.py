@@ -1,6 +1,8 @@
 """Policy evaluation by seeded, vectorised rollouts in simulation, reported as LeRobot's eval does.
 
 `pc_success` is a percentage (0..100), as LeRobot logs it; its Wilson 95% interval bounds are percentages too.
+Camera observations reach the policy as LeRobot passes them: batched, channels first, float in [0, 1]. The first
+rollouts can be saved as videos: VP9 in WebM, which every Chromium build plays (no proprietary codec needed).
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from training.data.video import encode_video
 from training.envs import EVAL_SEED_BASE, make_env
 from training.policies.base import Policy
+
+VIDEO_CODEC = "vp9"
+VIDEO_SUFFIX = ".webm"
 
 WILSON_Z95 = 1.959963984540054
 # A guard against an environment that never reports done (push2d ends at 120 steps).
@@ -63,28 +70,43 @@ def evaluate(
     device: str | torch.device = "cpu",
     seed_base: int = EVAL_SEED_BASE,
     batch_size: int = 50,
+    video_dir: Path | None = None,
+    videos: int = 0,
 ) -> dict:
     """Roll `policy` out for `episodes` episodes of `env_name`, `batch_size` at a time; episode i uses seed
     `seed_base + i`, so results are reproducible and never share seeds with the demonstrations.
 
     Returns pc_success (percent, 0..100), pc_success_ci_low / pc_success_ci_high (Wilson 95%, percent),
     avg_max_reward, avg_sum_reward, n_episodes, eval_s, eval_ep_s and per_episode records
-    {episode_ix, seed, success, sum_reward, max_reward} as LeRobot writes them."""
+    {episode_ix, seed, success, sum_reward, max_reward} as LeRobot writes them. With `video_dir`, the first
+    `videos` episodes are written there as episode_<k>.webm, listed (as paths) under "videos"."""
     if episodes < 1:
         raise ValueError("episodes must be at least 1")
     device = torch.device(device)
     was_training = policy.training
     policy.eval()
     keys = list(policy.features.observation)
+    camera_keys = list(getattr(policy.features, "images", {}))
+    image_size = None
+    if camera_keys:
+        _, height, width = policy.features.images[camera_keys[0]]
+        image_size = (height, width)
     started = time.perf_counter()
     per_episode: list[dict] = []
+    recorded: list[list[np.ndarray]] = []
+    fps = 10
     try:
         with isolated_rng(seed_base % 2**63, device):
             for first in range(0, episodes, batch_size):
                 count = min(batch_size, episodes - first)
-                env = make_env(env_name, count)
+                env = make_env(env_name, count, image_size)
+                fps = env.fps
                 seeds = [seed_base + first + i for i in range(count)]
                 observation = env.reset(seeds)
+                record = max(0, min(count, (videos if video_dir is not None else 0) - first))
+                clips: list[list[np.ndarray]] = [[] for _ in range(record)]
+                if record:
+                    _append_frames(clips, env.video_frames(), np.zeros(count, dtype=bool))
                 policy.reset()
                 done = np.zeros(count, dtype=bool)
                 success = np.zeros(count, dtype=bool)
@@ -96,13 +118,18 @@ def evaluate(
                     batch = {
                         k: torch.as_tensor(np.asarray(observation[k]), dtype=torch.float32, device=device) for k in keys
                     }
+                    for key in camera_keys:  # (N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]
+                        frames = torch.as_tensor(np.asarray(observation[key]), device=device)
+                        batch[key] = frames.permute(0, 3, 1, 2).float() / 255.0
                     action = policy.select_action(batch)
-                    action = action.detach().to("cpu").numpy() if isinstance(action, torch.Tensor) else action
-                    observation, reward, is_success, step_done = env.step(action)
+                    actions = action.detach().to("cpu").numpy() if isinstance(action, torch.Tensor) else action
+                    observation, reward, is_success, step_done = env.step(np.asarray(actions))
                     active = ~done  # an env stops counting once it is done
                     sum_reward[active] += reward[active]
                     max_reward[active] = np.maximum(max_reward[active], reward[active])
                     success[active] |= np.asarray(is_success, dtype=bool)[active]
+                    if record:
+                        _append_frames(clips, env.video_frames(), done)
                     done |= np.asarray(step_done, dtype=bool)
                 else:
                     raise RuntimeError(f"{env_name} episodes did not finish within {MAX_ROLLOUT_STEPS} steps")
@@ -116,8 +143,15 @@ def evaluate(
                     }
                     for i in range(count)
                 ]
+                recorded.extend(clips)
     finally:
         policy.train(was_training)
+    video_paths = []
+    if video_dir is not None:
+        for k, clip in enumerate(recorded):
+            path = Path(video_dir) / f"episode_{k}{VIDEO_SUFFIX}"
+            encode_video(path, clip, fps, VIDEO_CODEC)
+            video_paths.append(str(path))
     elapsed = time.perf_counter() - started
     successes = sum(e["success"] for e in per_episode)
     low, high = wilson_interval(successes, episodes)
@@ -131,4 +165,12 @@ def evaluate(
         "eval_s": elapsed,
         "eval_ep_s": elapsed / episodes,
         "per_episode": per_episode,
+        "videos": video_paths,
     }
+
+
+def _append_frames(clips: list[list[np.ndarray]], frames: np.ndarray, done: np.ndarray) -> None:
+    """Add the current frame to each recorded episode that has not finished."""
+    for i, clip in enumerate(clips):
+        if not done[i]:
+            clip.append(frames[i])

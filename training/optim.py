@@ -25,9 +25,19 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_scheduler(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
+def warmup_constant_factor(step: int, warmup_steps: int) -> float:
+    """Linear warmup from ~0 to 1 over `warmup_steps`, then 1 (LeRobot's ACT trains at a constant rate)."""
+    return (step + 1) / (warmup_steps + 1) if step < warmup_steps else 1.0
+
+
+def make_scheduler(optimizer: Optimizer, warmup_steps: int, total_steps: int, kind: str = "cosine") -> LambdaLR:
+    if kind not in ("cosine", "constant"):
+        raise ValueError(f"unknown scheduler {kind!r} (known: cosine, constant)")
+
     # A closure, not an object: LambdaLR then keeps only counters in its state_dict, which is what we checkpoint.
     def factor(step: int) -> float:
+        if kind == "constant":
+            return warmup_constant_factor(step, warmup_steps)
         return warmup_cosine_factor(step, warmup_steps, total_steps)
 
     return LambdaLR(optimizer, factor)

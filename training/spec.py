@@ -13,13 +13,17 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training.policies.act.configuration_act import ActConfig
+from training.policies.configuration_base import ObservationKind
 from training.policies.diffusion.configuration_diffusion import DiffusionConfig
 from training.policies.mlp.configuration_mlp import MlpConfig
 
 PolicyConfig = Annotated[MlpConfig | ActConfig | DiffusionConfig, Field(discriminator="type")]
 
-BUILTIN_DATASETS = ("push2d",)
-EVAL_ENVS = ("push2d",)
+BUILTIN_DATASETS = ("push2d", "pusht")
+EVAL_ENVS = ("push2d", "pusht")
+# Observation kinds of builtin datasets (training.envs.push2d.OBS_TYPES; pusht has LeRobot's layout only).
+BUILTIN_OBS_TYPES = {"push2d": ("state", "pixels", "pixels_agent_pos"), "pusht": ("pixels_agent_pos",)}
+BUILTIN_IMAGE_SIZES = {"push2d": (16, 512), "pusht": (96, 96)}
 # Modal's GPU names (Modal docs, "GPU acceleration"); "A10G" is the older name for "A10".
 GPU_TYPES = (
     "T4",
@@ -38,17 +42,39 @@ GPU_TYPES = (
 
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_BUILTIN_PARAMS = {"episodes", "seed"}
+_BUILTIN_PARAMS = ("episodes", "seed", "obs_type", "image_size", "video")
 
 # The URIs the validator below accepts, as a JSON-schema regex (ECMA and Rust-regex compatible) so the OpenAPI schema
 # states the rule to clients and fuzzers; the validator stays and gives the precise message. Every string this pattern
 # matches passes the validator (built from the same constants); the validator's ranges become digit counts here.
 _EPISODES = r"([1-9][0-9]{0,4}|100000)"  # 1..100000
 _SEED = r"[0-9]{1,4}"  # 0..9999
+_EVEN_16_TO_512 = r"(1[68]|[2-9][02468]|[1-4][0-9][02468]|50[02468]|51[02])"
+
+
+def _ordered_params(params: list[str]) -> str:
+    """Any non-empty selection of `params`, in this order, joined by '&' (the pattern promises the canonical order;
+    the validator accepts any)."""
+    alternatives = []
+    for first in range(len(params)):
+        alternatives.append(params[first] + "".join(f"(&{p})?" for p in params[first + 1 :]))
+    return "(" + "|".join(alternatives) + ")"
+
+
+_PUSH2D_QUERY = _ordered_params(
+    [
+        f"episodes={_EPISODES}",
+        f"seed={_SEED}",
+        "obs_type=(state|pixels|pixels_agent_pos)",
+        f"image_size={_EVEN_16_TO_512}",
+        "video=(0|1)",
+    ]
+)
+_PUSHT_QUERY = _ordered_params([f"episodes={_EPISODES}", f"seed={_SEED}", "video=(0|1)"])
 DATASET_URI_PATTERN = (
     r"^("
-    rf"builtin://({'|'.join(map(re.escape, BUILTIN_DATASETS))})"
-    rf"(\?(episodes={_EPISODES}(&seed={_SEED})?|seed={_SEED}(&episodes={_EPISODES})?))?"
+    rf"builtin://push2d(\?({_PUSH2D_QUERY}|seed={_SEED}&episodes={_EPISODES}))?"
+    rf"|builtin://pusht(\?{_PUSHT_QUERY})?"
     r"|file://(localhost)?/.*"
     r"|hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?"
     r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?"
@@ -77,12 +103,23 @@ class DatasetSpec(_Section):
             if parts.netloc not in BUILTIN_DATASETS:
                 raise ValueError(f"unknown builtin dataset {parts.netloc!r}; allowed: {', '.join(BUILTIN_DATASETS)}")
             params = parse_qs(parts.query, keep_blank_values=True)
-            unknown = set(params) - _BUILTIN_PARAMS
+            unknown = set(params) - set(_BUILTIN_PARAMS)
             if unknown:
-                raise ValueError(f"unknown builtin parameter(s) {sorted(unknown)}; allowed: episodes, seed")
+                raise ValueError(
+                    f"unknown builtin parameter(s) {sorted(unknown)}; allowed: {', '.join(_BUILTIN_PARAMS)}"
+                )
             for name, values in params.items():
-                if len(values) != 1 or not values[0].isdigit():
+                if len(values) != 1 or (name != "obs_type" and not values[0].isdigit()):
                     raise ValueError(f"builtin parameter {name} must be one non-negative integer")
+            obs_types = BUILTIN_OBS_TYPES[parts.netloc]
+            if params.get("obs_type", [obs_types[0]])[0] not in obs_types:
+                raise ValueError(f"builtin parameter obs_type must be one of {', '.join(obs_types)}")
+            low, high = BUILTIN_IMAGE_SIZES[parts.netloc]
+            image_size = int(params.get("image_size", [str(low if low == high else 64)])[0])
+            if not low <= image_size <= high or image_size % 2:
+                raise ValueError(f"builtin parameter image_size must be an even number from {low} to {high}")
+            if params.get("video", ["0"])[0] not in ("0", "1"):
+                raise ValueError("builtin parameter video must be 0 or 1")
             episodes = int(params.get("episodes", ["200"])[0])
             if not 1 <= episodes <= 100_000:
                 raise ValueError("builtin parameter episodes must be between 1 and 100000")
@@ -116,9 +153,12 @@ class TrainingParams(_Section):
 
 
 class EvalSpec(_Section):
-    env: Literal["push2d"] | None = Field(None, description="Simulation to roll the trained policy out in, or null.")
+    env: Literal["push2d", "pusht"] | None = Field(
+        None, description="Simulation to roll the trained policy out in (pusht: the gym-pusht package), or null."
+    )
     episodes: int = Field(50, ge=1, le=10_000)
     every: int | None = Field(None, ge=1, description="Also evaluate every this many steps.")
+    videos: int = Field(4, ge=0, le=32, description="Rollouts of each evaluation saved as video (as LeRobot's 4).")
 
 
 class ComputeSpec(_Section):
@@ -140,13 +180,17 @@ class TrainSpec(BaseModel):
     eval: EvalSpec = EvalSpec()
     compute: ComputeSpec = ComputeSpec()
 
-    def resolved_lr(self) -> float:
-        return self.training.lr if self.training.lr is not None else self.policy.optimizer_lr
+    def resolved_lr(self, kind: ObservationKind = "state") -> float:
+        """The learning rate for a dataset of this observation kind ("camera" when it has a camera feature)."""
+        return self.training.lr if self.training.lr is not None else self.policy.optimizer_preset(kind).lr
 
-    def resolved_weight_decay(self) -> float:
+    def resolved_weight_decay(self, kind: ObservationKind = "state") -> float:
         wd = self.training.weight_decay
-        return wd if wd is not None else self.policy.optimizer_weight_decay
+        return wd if wd is not None else self.policy.optimizer_preset(kind).weight_decay
 
-    def resolved_warmup_steps(self) -> int:
+    def resolved_warmup_steps(self, kind: ObservationKind = "state") -> int:
         warmup = self.training.warmup_steps
-        return warmup if warmup is not None else self.policy.scheduler_warmup_steps
+        return warmup if warmup is not None else self.policy.optimizer_preset(kind).warmup_steps
+
+    def resolved_scheduler(self, kind: ObservationKind = "state") -> str:
+        return self.policy.optimizer_preset(kind).scheduler

@@ -30,8 +30,9 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.data.dataset import ACTION_KEY, EpisodeDataset, PolicyFeatures
+from training.data.frame_cache import decode_cameras
 from training.data.sampler import WindowSampler, split_episodes
-from training.data.sources import load_dataset
+from training.data.sources import DEFAULT_CACHE_DIR, load_dataset
 from training.device import resolve_device
 from training.envs import make_env
 from training.errors import CheckpointError, DatasetError, EnvironmentError_, TrainingError
@@ -45,6 +46,10 @@ from training.optim import (
 )
 from training.policies import make_policy
 from training.policies.base import Policy
+from training.policies.configuration_base import ObservationKind
+from training.policies.diffusion.configuration_diffusion import DiffusionConfig
+from training.policies.vision.geometry import input_size
+from training.policies.vision.weights import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_weights
 from training.reporter import NullReporter, Reporter
 from training.spec import TrainSpec
 
@@ -83,6 +88,7 @@ class TrainResult(BaseModel):
     samples_per_s: float
     train_s: float
     num_parameters: int
+    videos: list[str] = []  # rollout videos of the last evaluation, relative to out_dir
 
 
 class _Running:
@@ -100,11 +106,13 @@ class _Running:
         self.data_s = 0.0
         self.started = time.perf_counter()
 
-    def add(self, tensors: dict[str, Tensor], floats: dict[str, float], samples: int, data_s: float, update_s: float):
+    def add(
+        self, tensors: dict[str, Tensor], floats: dict[str, float], samples: int, data_s: float, update_s: float
+    ) -> None:
         for k, v in tensors.items():
             self.tensors[k] = self.tensors[k] + v if k in self.tensors else v.clone()
-        for k, v in floats.items():
-            self.floats[k] = self.floats.get(k, 0.0) + float(v)
+        for k, number in floats.items():
+            self.floats[k] = self.floats.get(k, 0.0) + float(number)
         self.steps += 1
         self.samples += samples
         self.data_s += data_s
@@ -113,7 +121,7 @@ class _Running:
     def means(self) -> dict[str, float]:
         if not self.steps:
             return {}
-        out = {k: float(v) / self.steps for k, v in self.tensors.items()}
+        out: dict[str, float] = {k: float(v) / self.steps for k, v in self.tensors.items()}
         out.update({k: v / self.steps for k, v in self.floats.items()})
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         out["train/samples_per_s"] = self.samples / elapsed
@@ -122,11 +130,19 @@ class _Running:
         return out
 
 
-def _stats_tensors(dataset: EpisodeDataset, features: PolicyFeatures) -> dict[str, dict[str, Tensor]]:
+def _stats_tensors(
+    dataset: EpisodeDataset, features: PolicyFeatures, imagenet_cameras: bool
+) -> dict[str, dict[str, Tensor]]:
+    """The stats the policy normalises with; cameras use ImageNet's when the backbone is pretrained (as LeRobot's
+    use_imagenet_stats), the dataset's per-channel stats otherwise."""
     stats = {}
-    for key in [*features.observation, ACTION_KEY]:
+    for key in [*features.observation, *features.images, ACTION_KEY]:
+        if key in features.images and imagenet_cameras:
+            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+            stats[key] = {"mean": mean, "std": std, "min": torch.zeros(3), "max": torch.ones(3)}
+            continue
         if key not in dataset.stats:
-            raise TrainingError(f"dataset {dataset.root} has no stats for feature {key!r} in meta/stats.json")
+            raise DatasetError(f"the dataset has no stats for feature {key!r} in meta/stats.json")
         stats[key] = {
             name: torch.as_tensor(np.asarray(value, dtype=np.float32))
             for name, value in dataset.stats[key].items()
@@ -137,7 +153,11 @@ def _stats_tensors(dataset: EpisodeDataset, features: PolicyFeatures) -> dict[st
 
 def check_eval_env(env_name: str, features: PolicyFeatures) -> None:
     """The eval env must observe the features the policy is trained on and take actions of the dataset's width."""
-    env = make_env(env_name, 1)
+    image_size = None
+    if features.images:
+        _, height, width = next(iter(features.images.values()))
+        image_size = (height, width)
+    env = make_env(env_name, 1, image_size)
     env_features = dict(env.observation_features)
     problems = []
     for key, dim in features.observation.items():
@@ -145,14 +165,19 @@ def check_eval_env(env_name: str, features: PolicyFeatures) -> None:
             problems.append(f"the env has no {key!r} observation (it has {sorted(env_features)})")
         elif env_features[key] != dim:
             problems.append(f"{key!r} is {env_features[key]}-dimensional in the env but {dim} in the dataset")
+    for key, shape in features.images.items():
+        if key not in env.image_features:
+            problems.append(f"the env has no {key!r} camera (it has {sorted(env.image_features) or 'none'})")
+        elif tuple(env.image_features[key]) != tuple(shape):
+            problems.append(f"camera {key!r} is {env.image_features[key]} in the env but {shape} in the dataset")
     if env.action_dim != features.action_dim:
         problems.append(f"the env takes {env.action_dim}-dimensional actions but the dataset has {features.action_dim}")
     if problems:
         raise EnvironmentError_(f"eval env {env_name!r} does not match the dataset: " + "; ".join(problems))
 
 
-def _spec_field(spec_data: dict, path: tuple[str, ...]):
-    value = spec_data
+def _spec_field(spec_data: dict, path: tuple[str, ...]) -> object:
+    value: object = spec_data
     for part in path:
         value = value.get(part) if isinstance(value, dict) else None
     return value
@@ -178,7 +203,8 @@ def _seed_everything(seed: int) -> None:
 
 def _capture_rng(generator: torch.Generator, device: torch.device) -> dict:
     # Plain Python values and tensors only, so the file loads with torch.load(weights_only=True).
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)
     state = {
         "python": random.getstate(),
         "numpy": {
@@ -212,12 +238,19 @@ class _Run:
     """The state of one run() call; methods are the phases of the loop."""
 
     def __init__(
-        self, spec: TrainSpec, out_dir: Path, reporter: Reporter, cache_dir: Path | None, report_interval_s: float
+        self,
+        spec: TrainSpec,
+        out_dir: Path,
+        reporter: Reporter,
+        cache_dir: Path | None,
+        report_interval_s: float,
+        weights_dir: Path | None = None,
     ):
         self.spec = spec
         self.out_dir = out_dir
         self.reporter = reporter
         self.cache_dir = cache_dir
+        self.weights_dir = weights_dir
         self.report_interval_s = report_interval_s
         self.total = spec.training.steps
         self.step = 0
@@ -226,13 +259,13 @@ class _Run:
         self.pending: dict[str, float] = {}  # val/eval metrics not yet sent with progress()
         self.latest_val: dict[str, float] = {}
         self.latest_eval: dict[str, float] | None = None
+        self.latest_videos: list[str] = []
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
         spec = self.spec
         self.device = resolve_device(spec.training.device)
-        self.dataset = load_dataset(spec.dataset.uri, self.cache_dir)  # None: ~/.cache/robotrain/datasets
-        self.features = self.dataset.policy_features()
+        self.load_data()
         if spec.eval.env is not None:
             check_eval_env(spec.eval.env, self.features)
 
@@ -247,12 +280,7 @@ class _Run:
         self.train_episodes, self.val_episodes = split_episodes(
             self.dataset.num_episodes, spec.dataset.val_fraction, seed
         )
-        self.stats = _stats_tensors(self.dataset, self.features)
-        try:
-            self.policy: Policy = make_policy(spec.policy, self.features, self.stats).to(self.device)
-        except ValueError as exc:  # the policy cannot use these features (e.g. no observation at all)
-            raise DatasetError(f"dataset {self.dataset.root} cannot train a {spec.policy.type} policy: {exc}") from exc
-        self.policy.train()
+        self.build_policy()
         obs_deltas = self.policy.observation_delta_indices
         action_deltas = self.policy.action_delta_indices
         self.sampler = WindowSampler(self.dataset, self.train_episodes, obs_deltas, action_deltas, self.device)
@@ -261,23 +289,56 @@ class _Run:
             if len(self.val_episodes)
             else None
         )
-        self.optimizer = make_optimizer(
-            self.policy, spec.resolved_lr(), spec.resolved_weight_decay(), tuple(spec.policy.optimizer_betas)
-        )
-        self.scheduler = make_scheduler(self.optimizer, spec.resolved_warmup_steps(), self.total)
-        use_ema = bool(getattr(spec.policy, "use_ema", False))
-        self.ema = Ema(self.policy, spec.policy.ema_power, spec.policy.ema_max_decay) if use_ema else None
+        self.build_optimizer()
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
         if self.resume_from is not None:
             self._restore(load_training_state(self.resume_from))
             self._drop_rows_after(self.step)
             self.reporter.log(f"resumed from {self.resume_from} at step {self.step}")
+        cameras = f", cameras {', '.join(self.features.images)}" if self.features.images else ""
         self.reporter.log(
             f"training {spec.policy.type} on {spec.dataset.uri}: {self.dataset.num_episodes} episodes "
-            f"({len(self.train_episodes)} train, {len(self.val_episodes)} val), {self.dataset.num_frames} frames, "
-            f"{self.num_parameters():,} parameters, device {self.device}"
+            f"({len(self.train_episodes)} train, {len(self.val_episodes)} val), {self.dataset.num_frames} frames"
+            f"{cameras}, {self.num_parameters():,} parameters, device {self.device}"
         )
+
+    def load_data(self) -> None:
+        """Read the dataset, and decode its cameras at the policy's input size (once per dataset: cached)."""
+        cache = self.cache_dir if self.cache_dir is not None else DEFAULT_CACHE_DIR
+        self.dataset = load_dataset(self.spec.dataset.uri, self.cache_dir)  # None: ~/.cache/robotrain/datasets
+        self.features = self.dataset.policy_features()
+        image_size = self.spec.policy.image_size
+        sizes = {key: input_size((shape[1], shape[2]), image_size) for key, shape in self.features.images.items()}
+        decode_cameras(self.dataset, sizes, Path(cache), log=self.reporter.log)
+        self.observation_kind: ObservationKind = "camera" if self.features.images else "state"
+
+    def build_policy(self) -> None:
+        config = self.spec.policy
+        self.stats = _stats_tensors(self.dataset, self.features, config.pretrained_backbone)
+        try:
+            self.policy: Policy = make_policy(config, self.features, self.stats)
+        except ValueError as exc:  # the policy cannot use these features (e.g. no observation at all)
+            raise DatasetError(f"the dataset cannot train a {config.type} policy: {exc}") from exc
+        if config.pretrained_backbone and self.features.images:
+            try:
+                self.policy.load_backbone_weights(load_imagenet_weights(self.weights_dir))
+            except ValueError as exc:
+                raise TrainingError(f"cannot load the ImageNet weights: {exc}") from exc
+        self.policy.to(self.device).train()
+
+    def build_optimizer(self) -> None:
+        spec, kind = self.spec, self.observation_kind
+        self.optimizer = make_optimizer(
+            self.policy, spec.resolved_lr(kind), spec.resolved_weight_decay(kind), spec.policy.optimizer_betas
+        )
+        self.scheduler = make_scheduler(
+            self.optimizer, spec.resolved_warmup_steps(kind), self.total, spec.resolved_scheduler(kind)
+        )
+        config = spec.policy
+        self.ema = None
+        if isinstance(config, DiffusionConfig) and config.use_ema:
+            self.ema = Ema(self.policy, config.ema_power, config.ema_max_decay)
 
     def _restore(self, state: TrainingState) -> None:
         try:
@@ -335,10 +396,22 @@ class _Run:
         return sum(losses) / len(losses)
 
     def evaluate_checkpoint(self) -> dict[str, float]:
-        """Evaluate the checkpoint as saved on disk, as a user deploying it would load it."""
+        """Evaluate the checkpoint as saved on disk, as a user deploying it would load it; save a few rollouts as
+        videos under eval/videos/step_<step>/."""
+        env_name = self.spec.eval.env
+        assert env_name is not None
         checkpoint = self.save()
         policy = load_policy(checkpoint, self.device)
-        results = evaluate(policy, self.spec.eval.env, self.spec.eval.episodes, device=self.device)
+        video_dir = self.out_dir / "eval" / "videos" / f"step_{self.step:06d}"
+        results = evaluate(
+            policy,
+            env_name,
+            self.spec.eval.episodes,
+            device=self.device,
+            video_dir=video_dir if self.spec.eval.videos else None,
+            videos=self.spec.eval.videos,
+        )
+        self.latest_videos = [str(Path(path).relative_to(self.out_dir)) for path in results.pop("videos")]
         eval_dir = self.out_dir / "eval"
         eval_dir.mkdir(exist_ok=True)
         (eval_dir / f"eval_info_{self.step:06d}.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -374,6 +447,52 @@ class _Run:
             f.write(json.dumps(row) + "\n")
 
     # ----------------------------------------------------------------------------------------------- loop
+    def update(self, params: list[torch.nn.Parameter]) -> tuple[dict[str, Tensor], dict[str, float], float, float]:
+        """One optimisation step on one batch: (tensor metrics, float metrics, data seconds, update seconds)."""
+        t0 = time.perf_counter()
+        batch = self.sampler.sample(self.spec.training.batch_size, self.generator)
+        t1 = time.perf_counter()
+        loss, policy_metrics = self.policy(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.spec.training.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        ema_decay = self.ema.update(self.policy) if self.ema is not None else None
+        self.step += 1
+        t2 = time.perf_counter()
+        floats = {f"train/{k}": v for k, v in policy_metrics.items()}
+        floats["train/lr"] = lr
+        if ema_decay is not None:
+            floats["ema/decay"] = ema_decay
+        tensors = {"train/loss": loss.detach(), "train/grad_norm": grad_norm.detach()}
+        return tensors, floats, t1 - t0, t2 - t1
+
+    def log_row(self, window: _Running) -> dict[str, float]:
+        """The mean metrics since the last log, plus val/loss, written to metrics.jsonl; a diverged loss stops."""
+        row = window.means()
+        window.reset()
+        if not math.isfinite(row["train/loss"]):
+            raise TrainingError(
+                f"the training loss became {row['train/loss']} by step {self.step}; "
+                "try a lower training.lr or a smaller training.grad_clip"
+            )
+        val = self.validation_loss()
+        if val is not None:
+            row["val/loss"] = val
+            self.pending["val/loss"] = val
+            self.latest_val = {"val/loss": val}
+        self._write_row({"step": self.step, **row})
+        return row
+
+    def report(self, window: _Running | None = None) -> None:
+        metrics = {**(window.means() if window is not None else {}), **self.pending}
+        self.reporter.progress(self.step, self.total, metrics)
+        if window is not None:
+            window.reset()
+        self.pending = {}
+
     def train(self) -> TrainResult:
         spec = self.spec
         start_step = self.step
@@ -381,8 +500,6 @@ class _Run:
         report_window, log_window = _Running(), _Running()
         last_report = time.perf_counter()
         started = time.perf_counter()
-        grad_clip = spec.training.grad_clip
-        batch_size = spec.training.batch_size
         stopped = False
         log_row: dict[str, float] = {}
         params = [p for p in self.policy.parameters() if p.requires_grad]
@@ -391,74 +508,29 @@ class _Run:
             if self.reporter.should_stop():
                 stopped = True
                 if report_window.steps:
-                    self.reporter.progress(self.step, self.total, {**report_window.means(), **self.pending})
+                    self.report(report_window)
                 break
-            t0 = time.perf_counter()
-            batch = self.sampler.sample(batch_size, self.generator)
-            t1 = time.perf_counter()
-            loss, policy_metrics = self.policy(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.optimizer.step()
-            self.scheduler.step()
-            ema_decay = self.ema.update(self.policy) if self.ema is not None else None
-            self.step += 1
-            t2 = time.perf_counter()
-
-            floats = {f"train/{k}": v for k, v in policy_metrics.items()}
-            floats["train/lr"] = lr
-            if ema_decay is not None:
-                floats["ema/decay"] = ema_decay
-            tensors = {"train/loss": loss.detach(), "train/grad_norm": grad_norm.detach()}
+            tensors, floats, data_s, update_s = self.update(params)
             for window in (report_window, log_window):
-                window.add(tensors, floats, batch_size, t1 - t0, t2 - t1)
-
+                window.add(tensors, floats, spec.training.batch_size, data_s, update_s)
             last = self.step == self.total
             if self.step % spec.training.log_every == 0 or last:
-                log_row = log_window.means()
-                log_window.reset()
-                if not math.isfinite(log_row["train/loss"]):
-                    raise TrainingError(
-                        f"the training loss became {log_row['train/loss']} by step {self.step}; "
-                        "try a lower training.lr or a smaller training.grad_clip"
-                    )
-                val = self.validation_loss()
-                if val is not None:
-                    log_row["val/loss"] = val
-                    self.pending["val/loss"] = val
-                    self.latest_val = {"val/loss": val}
-                self._write_row({"step": self.step, **log_row})
+                log_row = self.log_row(log_window)
             if self.step % spec.training.checkpoint_every == 0 or last:
                 self.save()
             if spec.eval.env is not None and spec.eval.every and self.step % spec.eval.every == 0 and not last:
                 self.evaluate_checkpoint()
             now = time.perf_counter()
             if now - last_report >= self.report_interval_s or last:
-                self.reporter.progress(self.step, self.total, {**report_window.means(), **self.pending})
-                report_window.reset()
-                self.pending = {}
+                self.report(report_window)
                 last_report = now
 
         train_s = time.perf_counter() - started
         steps_run = self.step - start_step
-        if steps_run == 0 and not stopped:
-            # Resumed at (or past) the last step: still report where the run stands.
-            self.reporter.progress(self.step, self.total, dict(self.pending))
-            self.pending = {}
-        self.save()
-        if not stopped and spec.eval.env is not None:
-            self.evaluate_checkpoint()
-            # One more report at the last step, so the final eval/* metrics reach the reporter too.
-            self.reporter.progress(self.step, self.total, dict(self.pending))
-            self.pending = {}
-        if stopped:
-            self.reporter.log(f"stopped at step {self.step}; checkpoint saved, rerun on {self.out_dir} to resume")
-
+        self.finish(stopped, steps_run)
         final = dict(log_row) or report_window.means()
         final.update(self.latest_val)
-        result = TrainResult(
+        return TrainResult(
             steps_done=self.step,
             total_steps=self.total,
             stopped=stopped,
@@ -467,11 +539,24 @@ class _Run:
             eval=self.latest_eval if not stopped else None,
             checkpoint=str(self.last_checkpoint.relative_to(self.out_dir)) if self.last_checkpoint else None,
             device=str(self.device),
-            samples_per_s=steps_run * batch_size / train_s if train_s > 0 and steps_run else 0.0,
+            samples_per_s=steps_run * spec.training.batch_size / train_s if train_s > 0 and steps_run else 0.0,
             train_s=train_s,
             num_parameters=self.num_parameters(),
+            videos=self.latest_videos if not stopped else [],
         )
-        return result
+
+    def finish(self, stopped: bool, steps_run: int) -> None:
+        """Save the last checkpoint and, unless stopped, evaluate it and report once more."""
+        if steps_run == 0 and not stopped:
+            # Resumed at (or past) the last step: still report where the run stands.
+            self.report()
+        self.save()
+        if not stopped and self.spec.eval.env is not None:
+            self.evaluate_checkpoint()
+            # One more report at the last step, so the final eval/* metrics reach the reporter too.
+            self.report()
+        if stopped:
+            self.reporter.log(f"stopped at step {self.step}; checkpoint saved, rerun on {self.out_dir} to resume")
 
 
 def run(
@@ -481,16 +566,20 @@ def run(
     *,
     cache_dir: Path | None = None,
     report_interval_s: float = 2.0,
+    weights_dir: Path | None = None,
 ) -> TrainResult:
     """Train `spec` in `out_dir` (resuming from out_dir/checkpoints/last when it exists), evaluate the final
     checkpoint when spec.eval.env is set, write out_dir/result.json and return the result.
 
     Raises DatasetError (before any training) for a bad dataset, EnvironmentError_ when the eval env does not match
     the dataset, CheckpointError when out_dir holds a checkpoint of a different run or none that is complete, and
-    TrainingError for other failures worth telling the user (e.g. an unavailable device, a diverging loss)."""
+    TrainingError for other failures worth telling the user (e.g. an unavailable device, a diverging loss).
+
+    `cache_dir` holds generated and downloaded datasets and decoded camera frames (default
+    ~/.cache/robotrain/datasets); `weights_dir` holds resnet18-f37072fd.pth for policy.pretrained_backbone."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_state = _Run(spec, out_dir, reporter or NullReporter(), cache_dir, report_interval_s)
+    run_state = _Run(spec, out_dir, reporter or NullReporter(), cache_dir, report_interval_s, weights_dir)
     run_state.setup()
     result = run_state.train()
     tmp = out_dir / f".{RESULT_FILE}.tmp"

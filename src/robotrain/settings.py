@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     default_gpu: str = "A10G"
     artifacts_dir: Path | None = None  # a mounted Modal Volume in production; data_dir/artifacts otherwise
     dataset_cache_dir: Path | None = None  # downloaded and generated datasets; data_dir/datasets otherwise
+    weights_dir: Path | None = None  # pretrained backbone weights baked into the image (never downloaded in a job)
 
     @field_validator("cors_origins", "clerk_authorized_parties", mode="before")
     @classmethod

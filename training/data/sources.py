@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,7 +21,7 @@ from training.errors import DatasetError
 
 DEFAULT_CACHE_DIR = Path("~/.cache/robotrain/datasets")
 SCHEMES = ("builtin", "file", "hf", "s3")
-BUILTIN_NAMES = ("push2d",)
+BUILTIN_NAMES = ("push2d", "pusht")
 DEFAULT_BUILTIN_EPISODES = 200
 DEFAULT_BUILTIN_SEED = 0
 HF_ALLOW_PATTERNS = ["meta/*", "data/*"]
@@ -56,53 +57,127 @@ def resolve_dataset(uri: str, cache_dir: Path | None = None) -> Path:
 # ------------------------------------------------------------------------------------------------------ builtin
 # Bump when a builtin task or its expert changes, so cached datasets from the old generator are not reused.
 BUILTIN_GENERATOR_VERSION = 1
+BUILTIN_PARAMS = ("episodes", "seed", "obs_type", "image_size", "video")
+DEFAULT_BUILTIN_OBS_TYPE = {"push2d": "state", "pusht": "pixels_agent_pos"}
+IMAGE_SIZE_RANGE = (16, 512)
 
 
-def builtin_cache_path(cache_dir: Path, name: str, episodes: int, seed: int) -> Path:
-    return cache_dir / "builtin" / f"{name}-v{BUILTIN_GENERATOR_VERSION}-e{episodes}-s{seed}"
+@dataclass(frozen=True)
+class BuiltinParams:
+    """A builtin dataset's parameters: how many episodes from which seed, which observations (push2d: state,
+    pixels or pixels_agent_pos; pusht: pixels_agent_pos), the camera's size and whether it is stored as video."""
+
+    episodes: int = DEFAULT_BUILTIN_EPISODES
+    seed: int = DEFAULT_BUILTIN_SEED
+    obs_type: str = "state"
+    image_size: int = 64
+    video: bool = False
+
+    def cache_name(self, name: str) -> str:
+        base = f"{name}-v{BUILTIN_GENERATOR_VERSION}-e{self.episodes}-s{self.seed}"
+        if self.obs_type == DEFAULT_BUILTIN_OBS_TYPE[name] and name == "push2d":
+            return base  # the state-only push2d dataset keeps its original name
+        camera = f"-{self.obs_type}-i{self.image_size}" + ("-video" if self.video else "")
+        return base + camera
 
 
-def write_builtin_dataset(name: str, out: Path, *, episodes: int, seed: int) -> Path:
+def builtin_cache_path(
+    cache_dir: Path, name: str, episodes: int, seed: int, params: BuiltinParams | None = None
+) -> Path:
+    params = params or BuiltinParams(episodes, seed, DEFAULT_BUILTIN_OBS_TYPE.get(name, "state"))
+    return cache_dir / "builtin" / params.cache_name(name)
+
+
+def write_builtin_dataset(
+    name: str,
+    out: Path,
+    *,
+    episodes: int,
+    seed: int,
+    obs_type: str | None = None,
+    image_size: int | None = None,
+    video: bool = False,
+) -> Path:
     """Generate builtin dataset `name` with its scripted expert and write it as LeRobot v3.0 at `out`."""
+    default_size = 96 if name == "pusht" else 64
+    params = BuiltinParams(
+        episodes, seed, obs_type or DEFAULT_BUILTIN_OBS_TYPE.get(name, "state"), image_size or default_size, video
+    )
     try:
-        return _generate(name, Path(out), episodes, seed)
+        return _generate(name, Path(out), params)
     except FileExistsError:
         raise DatasetError(f"{out} already exists and is not empty; choose a new directory") from None
 
 
-def _generate(name: str, root: Path, episodes: int, seed: int) -> Path:
+def _generate(name: str, root: Path, params: BuiltinParams) -> Path:
     if name not in BUILTIN_NAMES:
         raise DatasetError(f"unknown builtin dataset {name!r}; allowed: {', '.join(BUILTIN_NAMES)}")
     from training.envs import push2d
 
+    episodes, seed = params.episodes, params.seed
     if not 1 <= episodes <= 100_000 or not 0 <= seed < push2d.MAX_DATASET_SEED:
         raise DatasetError(
             f"builtin://{name}: episodes must be 1..100000 and seed 0..{push2d.MAX_DATASET_SEED - 1}, "
             f"got episodes={episodes} seed={seed}"
         )
-    demonstrations = push2d.generate_demonstrations(episodes, seed)
-    return write_v3(
-        root, demonstrations, fps=push2d.FPS, features=push2d.DATASET_FEATURES, task=push2d.TASK, robot_type="push2d"
-    )
+    if not IMAGE_SIZE_RANGE[0] <= params.image_size <= IMAGE_SIZE_RANGE[1] or params.image_size % 2:
+        raise DatasetError(f"builtin://{name}: image_size must be an even number in {IMAGE_SIZE_RANGE}")
+    if name == "pusht":
+        from training.envs import pusht
+
+        if params.obs_type != "pixels_agent_pos" or params.image_size != pusht.IMAGE_SIZE:
+            raise DatasetError("builtin://pusht: has LeRobot's PushT layout only (obs_type pixels_agent_pos, 96x96)")
+        demonstrations = pusht.generate_demonstrations(episodes, seed)
+        features = pusht.dataset_features(params.video)
+        return write_v3(root, demonstrations, fps=pusht.FPS, features=features, task=pusht.TASK, robot_type="pusht")
+    if params.obs_type not in push2d.OBS_TYPES:
+        raise DatasetError(f"builtin://push2d: obs_type must be one of {', '.join(push2d.OBS_TYPES)}")
+    size = (params.image_size, params.image_size) if params.obs_type != "state" else None
+    demonstrations = push2d.generate_demonstrations(episodes, seed, image_size=size)
+    features = push2d.dataset_features(params.obs_type, params.image_size, params.video)
+    return write_v3(root, demonstrations, fps=push2d.FPS, features=features, task=push2d.TASK, robot_type="push2d")
 
 
-def _builtin(name: str, query: str, cache_dir: Path) -> Path:
+def parse_builtin_params(name: str, query: str) -> BuiltinParams:
     params = parse_qs(query, keep_blank_values=True)
-    unknown = set(params) - {"episodes", "seed"}
+    unknown = set(params) - set(BUILTIN_PARAMS)
     if unknown:
-        raise DatasetError(f"builtin://{name}: unknown parameter(s) {sorted(unknown)}; allowed: episodes, seed")
-    values = {}
+        raise DatasetError(
+            f"builtin://{name}: unknown parameter(s) {sorted(unknown)}; allowed: {', '.join(BUILTIN_PARAMS)}"
+        )
+    values: dict = {
+        "obs_type": DEFAULT_BUILTIN_OBS_TYPE.get(name, "state"),
+        "image_size": 96 if name == "pusht" else 64,
+    }
     for field, default in (("episodes", DEFAULT_BUILTIN_EPISODES), ("seed", DEFAULT_BUILTIN_SEED)):
         given = params.get(field, [str(default)])
         if len(given) != 1 or not given[0].isdigit():
             raise DatasetError(f"builtin://{name}: parameter {field} must be one non-negative integer")
         values[field] = int(given[0])
-    root = builtin_cache_path(cache_dir, name, values["episodes"], values["seed"])
+    for field in ("obs_type", "image_size", "video"):
+        if field in params:
+            if len(params[field]) != 1:
+                raise DatasetError(f"builtin://{name}: parameter {field} must be given once")
+            values[field] = params[field][0]
+    if not str(values["image_size"]).isdigit():
+        raise DatasetError(f"builtin://{name}: parameter image_size must be one non-negative integer")
+    values["image_size"] = int(values["image_size"])
+    if str(values.get("video", "0")) not in ("0", "1"):
+        raise DatasetError(f"builtin://{name}: parameter video must be 0 or 1")
+    values["video"] = str(values.get("video", "0")) == "1"
+    return BuiltinParams(**values)
+
+
+def _builtin(name: str, query: str, cache_dir: Path) -> Path:
+    params = parse_builtin_params(name, query)
+    if name not in BUILTIN_NAMES:
+        raise DatasetError(f"unknown builtin dataset {name!r}; allowed: {', '.join(BUILTIN_NAMES)}")
+    root = cache_dir / "builtin" / params.cache_name(name)
     if (root / "meta" / "info.json").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _generate(name, root, values["episodes"], values["seed"])
+        _generate(name, root, params)
     except FileExistsError:
         # Another process finished the same dataset first; the writer's rename is atomic, so theirs is complete.
         if not (root / "meta" / "info.json").is_file():
@@ -153,7 +228,7 @@ def _s3(bucket: str, path: str, cache_dir: Path) -> Path:
     try:
         try:
             client = boto3.client("s3", config=Config(retries=S3_RETRIES))
-            keys = []
+            keys: list[str] = []
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
                 keys.extend(item["Key"] for item in page.get("Contents", []))
             files = [key for key in keys if not key.endswith("/")]  # skip "folder" marker objects

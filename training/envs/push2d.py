@@ -6,6 +6,9 @@ itself; where the pusher would overlap it, the block is moved out along the cont
 
 - observation.state:             pusher xy, float32[2]
 - observation.environment_state: block xy, goal xy, float32[4]
+- observation.image:             (when the env is made with an image size) a top-down RGB render, uint8 (H, W, 3):
+                                 the block in red, the goal in green, the pusher in blue, each an anti-aliased disc
+                                 of its true radius (at least one pixel), so a policy can be trained from pixels only
 - action:                        absolute target xy for the pusher, float32[2]. The pusher moves toward it by at most
                                  `MAX_SPEED` per step (as LeRobot's PushT takes a target position), so a policy
                                  only has to name where the pusher should be, which behaviour cloning learns well.
@@ -39,7 +42,13 @@ MIN_START_GOAL_DISTANCE = 0.3
 
 STATE_KEY = "observation.state"
 ENV_STATE_KEY = "observation.environment_state"
+IMAGE_KEY = "observation.image"
 OBSERVATION_FEATURES = {STATE_KEY: 2, ENV_STATE_KEY: 4}
+# Observation kinds of a push2d dataset, named as gym-pusht names its obs_type.
+OBS_TYPES = ("state", "pixels", "pixels_agent_pos")
+DEFAULT_IMAGE_SIZE = 64
+MIN_RENDER_RADIUS_PX = 1.0
+VIDEO_SIZE = 128
 ACTION_DIM = 2
 TASK = "Push the block to the goal."
 
@@ -78,18 +87,42 @@ def _sample_start(seed: int) -> np.ndarray:
     return np.concatenate([pusher, block, goal])
 
 
+def render(pusher: np.ndarray, block: np.ndarray, goal: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Top-down RGB frames (N, H, W, 3) uint8 of N states (each xy (N, 2)); +y is up. One channel per object, each
+    an anti-aliased disc (coverage = radius - distance + 0.5, clipped to [0, 1], in pixels)."""
+    height, width = size
+    scale = np.array([width, height]) / (2 * ARENA)  # pixels per arena unit, x and y
+    cols = np.arange(width) + 0.5
+    rows = np.arange(height) + 0.5
+
+    def disc(centres: np.ndarray, radius: float) -> np.ndarray:
+        px = (centres[:, 0] + ARENA) * scale[0]
+        py = (ARENA - centres[:, 1]) * scale[1]
+        distance = np.sqrt(
+            (cols[None, None, :] - px[:, None, None]) ** 2 + (rows[None, :, None] - py[:, None, None]) ** 2
+        )
+        radius_px = max(radius * float(scale.min()), MIN_RENDER_RADIUS_PX)
+        return np.clip(radius_px - distance + 0.5, 0.0, 1.0)
+
+    frames = np.stack([disc(block, BLOCK_RADIUS), disc(goal, BLOCK_RADIUS), disc(pusher, PUSHER_RADIUS)], axis=-1)
+    return np.round(frames * 255).astype(np.uint8)
+
+
 class Push2DEnv:
-    """N push2d episodes stepped together (the evaluator's VectorEnv)."""
+    """N push2d episodes stepped together (the evaluator's VectorEnv). With `image_size` (height, width) the
+    observation also holds the top-down render."""
 
     fps = FPS
     max_episode_steps = MAX_EPISODE_STEPS
     action_dim = ACTION_DIM
 
-    def __init__(self, num_envs: int):
+    def __init__(self, num_envs: int, image_size: tuple[int, int] | None = None):
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
         self.num_envs = num_envs
+        self.image_size = image_size
         self.observation_features = dict(OBSERVATION_FEATURES)
+        self.image_features = {IMAGE_KEY: (3, *image_size)} if image_size is not None else {}
         self._pusher = np.zeros((num_envs, 2))
         self._block = np.zeros((num_envs, 2))
         self._goal = np.zeros((num_envs, 2))
@@ -155,11 +188,18 @@ class Push2DEnv:
         self._done = self._done | (active & (success | (self._steps >= MAX_EPISODE_STEPS)))
         return self._observation(), self._reward.copy(), self._success.copy(), self._done.copy()
 
+    def video_frames(self) -> np.ndarray:
+        """The current state of every environment as (N, VIDEO_SIZE, VIDEO_SIZE, 3) uint8, for rollout videos."""
+        return render(self._pusher, self._block, self._goal, (VIDEO_SIZE, VIDEO_SIZE))
+
     def _observation(self) -> dict[str, np.ndarray]:
-        return {
+        observation = {
             STATE_KEY: self._pusher.astype(np.float32),
             ENV_STATE_KEY: np.concatenate([self._block, self._goal], axis=1).astype(np.float32),
         }
+        if self.image_size is not None:
+            observation[IMAGE_KEY] = render(self._pusher, self._block, self._goal, self.image_size)
+        return observation
 
 
 # The expert keeps the pusher on a circle of this radius around the block while it walks round to the far side,
@@ -206,8 +246,11 @@ def expert_actions(observation: dict[str, np.ndarray]) -> np.ndarray:
 DEFAULT_DEMO_NOISE = 0.05
 
 
-def generate_demonstrations(episodes: int, seed: int, noise: float = DEFAULT_DEMO_NOISE) -> list[dict[str, np.ndarray]]:
-    """`episodes` successful expert demonstrations for dataset seed `seed`, deterministic in (episodes, seed, noise).
+def generate_demonstrations(
+    episodes: int, seed: int, noise: float = DEFAULT_DEMO_NOISE, image_size: tuple[int, int] | None = None
+) -> list[dict[str, np.ndarray]]:
+    """`episodes` successful expert demonstrations for dataset seed `seed`, deterministic in (episodes, seed, noise);
+    with `image_size`, each also holds observation.image (T, H, W, 3) uint8.
 
     The executed target is the expert's plus Gaussian noise (std `noise`), so the data visits off-course states and
     the way back; the recorded `action` is the expert's clean target for the observed state (DART-style labels).
@@ -229,13 +272,15 @@ def generate_demonstrations(episodes: int, seed: int, noise: float = DEFAULT_DEM
             raise RuntimeError(f"the push2d expert failed too often to collect {episodes} episodes for seed {seed}")
         seeds = [demo_seed(seed, next_attempt + i) for i in range(needed)]
         next_attempt += needed
-        kept.extend(_rollout_expert(seeds, np.random.default_rng([seed, rounds]), noise))
+        kept.extend(_rollout_expert(seeds, np.random.default_rng([seed, rounds]), noise, image_size))
         rounds += 1
     return kept
 
 
-def _rollout_expert(seeds: list[int], rng: np.random.Generator, noise: float) -> list[dict[str, np.ndarray]]:
-    env = Push2DEnv(len(seeds))
+def _rollout_expert(
+    seeds: list[int], rng: np.random.Generator, noise: float, image_size: tuple[int, int] | None
+) -> list[dict[str, np.ndarray]]:
+    env = Push2DEnv(len(seeds), image_size)
     observation = env.reset(seeds)
     steps: list[dict[str, np.ndarray]] = []
     alive = np.ones(len(seeds), dtype=bool)
@@ -243,17 +288,18 @@ def _rollout_expert(seeds: list[int], rng: np.random.Generator, noise: float) ->
         action = expert_actions(observation)
         executed = action + rng.normal(0.0, noise, action.shape) if noise > 0 else action
         next_observation, reward, success, done = env.step(executed)
-        steps.append(
-            {
-                STATE_KEY: observation[STATE_KEY],
-                ENV_STATE_KEY: observation[ENV_STATE_KEY],
-                "action": action,
-                "next.reward": reward.astype(np.float32),
-                "next.success": success,
-                "next.done": done,
-                "alive": alive.copy(),
-            }
-        )
+        step = {
+            STATE_KEY: observation[STATE_KEY],
+            ENV_STATE_KEY: observation[ENV_STATE_KEY],
+            "action": action,
+            "next.reward": reward.astype(np.float32),
+            "next.success": success,
+            "next.done": done,
+            "alive": alive.copy(),
+        }
+        if image_size is not None:
+            step[IMAGE_KEY] = observation[IMAGE_KEY]
+        steps.append(step)
         alive = ~done
         observation = next_observation
         if done.all():
@@ -269,7 +315,7 @@ def _rollout_expert(seeds: list[int], rng: np.random.Generator, noise: float) ->
 
 
 # The LeRobot `features` entries of a push2d dataset (the five default features are added by the writer).
-DATASET_FEATURES = {
+DATASET_FEATURES: dict[str, dict] = {
     STATE_KEY: {"dtype": "float32", "shape": [2], "names": ["pusher_x", "pusher_y"]},
     ENV_STATE_KEY: {"dtype": "float32", "shape": [4], "names": ["block_x", "block_y", "goal_x", "goal_y"]},
     "action": {"dtype": "float32", "shape": [2], "names": ["target_x", "target_y"]},
@@ -277,3 +323,19 @@ DATASET_FEATURES = {
     "next.success": {"dtype": "bool", "shape": [1], "names": None},
     "next.done": {"dtype": "bool", "shape": [1], "names": None},
 }
+
+
+def dataset_features(obs_type: str = "state", image_size: int = DEFAULT_IMAGE_SIZE, video: bool = False) -> dict:
+    """The features of a push2d dataset of this observation kind: "state" (pusher, block and goal positions),
+    "pixels" (the render only) or "pixels_agent_pos" (the render and the pusher position, PushT's layout); the
+    render is stored as `video` or `image` (PNG)."""
+    if obs_type not in OBS_TYPES:
+        raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+    if obs_type == "state":
+        return dict(DATASET_FEATURES)
+    camera = {"dtype": "video" if video else "image", "shape": [image_size, image_size, 3], "names": None}
+    features: dict[str, dict] = {IMAGE_KEY: camera}
+    if obs_type == "pixels_agent_pos":
+        features[STATE_KEY] = DATASET_FEATURES[STATE_KEY]
+    features.update({k: v for k, v in DATASET_FEATURES.items() if k not in (STATE_KEY, ENV_STATE_KEY)})
+    return features

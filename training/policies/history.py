@@ -21,14 +21,17 @@ class ObservationHistory:
         self._frames = {}
 
     def push(self, observation: Mapping[str, Tensor], keys: list[str], device: torch.device) -> dict[str, Tensor]:
-        """Add one time step ({key: (B, dim)}, moved to `device`) and return the window {key: (B, n_steps, dim)},
-        oldest first."""
+        """Add one time step ({key: (B, dim)}, or (B, C, H, W) for a camera; moved to `device`) and return the
+        window {key: (B, n_steps, ...)}, oldest first."""
         for key in keys:
             if key not in observation:
                 raise KeyError(f"observation lacks feature {key!r} (got {sorted(observation)})")
             frame = torch.as_tensor(observation[key]).to(device=device, dtype=torch.float32)
-            if frame.ndim != 2:
-                raise ValueError(f"observation {key!r} must have shape (batch, dim), got {tuple(frame.shape)}")
+            if frame.ndim not in (2, 4):
+                raise ValueError(
+                    f"observation {key!r} must have shape (batch, dim) or, for a camera, (batch, channels, height, "
+                    f"width), got {tuple(frame.shape)}"
+                )
             if key not in self._frames:
                 self._frames[key] = deque([frame] * self.n_steps, maxlen=self.n_steps)
             else:

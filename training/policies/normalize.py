@@ -5,6 +5,8 @@ Two modes, on the trailing (feature) dimension:
 - "min_max": an affine map of [min, max] onto [-1, 1]. As Diffusion Policy's LinearNormalizer does, a dimension whose
   range is below `range_eps` (1e-4) is only shifted (x - min), so a constant feature does not blow up.
 
+Camera features are normalised per channel: their statistics have one value per channel and apply to (..., C, H, W).
+
 When a policy is rebuilt from a checkpoint the stats are None: the buffers hold +inf placeholders until
 `load_state_dict` fills them, and normalising before that raises instead of silently producing garbage.
 """
@@ -30,7 +32,13 @@ def _buffer_safe_name(key: str) -> str:
 
 
 class _FeatureStats(nn.Module):
-    """The two statistics one feature needs for its mode, as buffers named after the statistic."""
+    """The two statistics one feature needs for its mode, as buffers named after the statistic (only the mode's two
+    exist: mean and std, or min and max)."""
+
+    mean: Tensor
+    std: Tensor
+    min: Tensor
+    max: Tensor
 
     def __init__(self, dim: int, mode: str, stats: Mapping[str, object] | None):
         super().__init__()
@@ -61,13 +69,15 @@ class Normalizer(nn.Module):
         modes: Mapping[str, NormalizationMode],
         std_eps: float = DEFAULT_STD_EPS,
         range_eps: float = DEFAULT_RANGE_EPS,
+        image_keys: tuple[str, ...] = (),
     ):
         super().__init__()
+        self.image_keys = frozenset(image_keys)
         self.std_eps = std_eps
         self.range_eps = range_eps
         self.keys = list(features)
-        self.modes = {}
-        per_feature = {}
+        self.modes: dict[str, NormalizationMode] = {}
+        per_feature: dict[str, nn.Module] = {}
         for key, dim in features.items():
             mode = modes.get(key)
             if mode not in STAT_NAMES_BY_MODE:
@@ -88,6 +98,7 @@ class Normalizer(nn.Module):
         if key not in self.modes:
             raise KeyError(f"feature {key!r} has no normaliser (known: {self.keys})")
         feature_stats = self.stats[_buffer_safe_name(key)]
+        assert isinstance(feature_stats, _FeatureStats)
         if not self._checked_loaded:
             # One check (one device sync) per module lifetime, not per call.
             if any(torch.isinf(buffer).any() for buffer in self.buffers()):
@@ -104,23 +115,29 @@ class Normalizer(nn.Module):
         offset = torch.where(degenerate, -feature_stats.min, -1.0 - scale * feature_stats.min)
         return scale, offset
 
-    def normalize(self, key: str, x: Tensor) -> Tensor:
+    def _affine(self, key: str) -> tuple[Tensor, Tensor]:
+        """(scale, offset) with normalize(x) = x * scale + offset, shaped to broadcast over the feature's layout."""
         feature_stats = self._stats_of(key)
         if self.modes[key] == "mean_std":
-            return (x - feature_stats.mean) / feature_stats.std.clamp_min(self.std_eps)
-        scale, offset = self._min_max_affine(feature_stats)
+            scale = 1.0 / feature_stats.std.clamp_min(self.std_eps)
+            offset = -feature_stats.mean * scale
+        else:
+            scale, offset = self._min_max_affine(feature_stats)
+        if key in self.image_keys:  # per channel of (..., C, H, W)
+            return scale[:, None, None], offset[:, None, None]
+        return scale, offset
+
+    def normalize(self, key: str, x: Tensor) -> Tensor:
+        scale, offset = self._affine(key)
         return x * scale + offset
 
     def unnormalize(self, key: str, x: Tensor) -> Tensor:
-        feature_stats = self._stats_of(key)
-        if self.modes[key] == "mean_std":
-            return x * feature_stats.std.clamp_min(self.std_eps) + feature_stats.mean
-        scale, offset = self._min_max_affine(feature_stats)
+        scale, offset = self._affine(key)
         return (x - offset) / scale
 
-    def _load_from_state_dict(self, *args, **kwargs):
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         self._checked_loaded = False
-        return super()._load_from_state_dict(*args, **kwargs)
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 def export_normalization_stats(normalizer: Normalizer) -> dict[str, Tensor]:

@@ -95,6 +95,7 @@ def _train(components: Components, running: Job, spec: TrainSpec) -> tuple[Train
                 reporter,
                 cache_dir=settings.resolved_dataset_cache_dir,
                 report_interval_s=settings.progress_interval_s,
+                weights_dir=settings.weights_dir,
             )
         except TrainingError as exc:
             _fail(components.store, running, exc.code, exc.message)
@@ -144,6 +145,7 @@ def job_result(result: TrainResult) -> dict[str, Any]:
         "device": result.device,
         "num_parameters": result.num_parameters,
         "train_s": result.train_s,
+        "videos": result.videos,
     }
 
 

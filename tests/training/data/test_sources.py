@@ -65,8 +65,12 @@ def test_builtin_defaults_and_bad_parameters(tmp_path):
         resolve_dataset("builtin://push2d?speed=3", tmp_path)
     with pytest.raises(DatasetError, match="parameter episodes must be one non-negative integer"):
         resolve_dataset("builtin://push2d?episodes=-1", tmp_path)
-    with pytest.raises(DatasetError, match="unknown builtin dataset 'pusht'; allowed: push2d"):
-        resolve_dataset("builtin://pusht", tmp_path)
+    with pytest.raises(DatasetError, match="unknown builtin dataset 'aloha'; allowed: push2d, pusht"):
+        resolve_dataset("builtin://aloha", tmp_path)
+    with pytest.raises(DatasetError, match="obs_type must be one of state, pixels, pixels_agent_pos"):
+        resolve_dataset("builtin://push2d?obs_type=depth", tmp_path)
+    with pytest.raises(DatasetError, match="parameter video must be 0 or 1"):
+        resolve_dataset("builtin://push2d?obs_type=pixels&video=yes", tmp_path)
     with pytest.raises(DatasetError, match="seed 0..9999"):
         resolve_dataset("builtin://push2d?seed=10000", tmp_path)
 

@@ -141,6 +141,6 @@ def test_noise_covers_states_the_clean_expert_never_visits():
 
 
 def test_unknown_environment_names_the_allowed_ones():
-    with pytest.raises(EnvironmentError_, match="allowed: push2d"):
-        make_env("pusht", 1)
-    assert ENV_NAMES == ("push2d",)
+    with pytest.raises(EnvironmentError_, match="allowed: push2d, pusht"):
+        make_env("aloha", 1)
+    assert ENV_NAMES == ("push2d", "pusht")

@@ -10,11 +10,11 @@ Defaults follow LeRobot's ACTConfig except the backbone, which does not exist fo
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from training.policies.configuration_base import PolicyConfigBase
+from training.policies.configuration_base import OptimizerPreset, PolicyConfigBase
 
 
 class ActConfig(PolicyConfigBase):
@@ -31,11 +31,19 @@ class ActConfig(PolicyConfigBase):
     latent_dim: int = Field(32, ge=1, le=1024)
     n_vae_encoder_layers: int = Field(4, ge=1, le=32)
     kl_weight: float = Field(10.0, ge=0.0)
-    temporal_ensemble_coeff: float | None = Field(None, ge=0.0)
+    # Weights exp(-coeff * i), i = 0 the oldest prediction: coeff > 0 favours old predictions, < 0 new ones (LeRobot
+    # allows both). On a reactive task ensembling lags behind the state; see the README.
+    temporal_ensemble_coeff: float | None = Field(None, ge=-10.0, le=10.0)
 
-    optimizer_lr: float = Field(1e-5, gt=0, le=1.0)
-    optimizer_weight_decay: float = Field(1e-4, ge=0, le=1.0)
-    scheduler_warmup_steps: int = Field(0, ge=0)
+    # No crop, as LeRobot's ACT.
+    crop_ratio: float = Field(1.0, gt=0.0, le=1.0)
+
+    # LeRobot's ACT trains at a constant 1e-5, tuned for 100k+ steps with a pretrained backbone; these are measured
+    # for runs of thousands of steps (bench/policy_quality.py, README).
+    PRESETS: ClassVar[dict[str, OptimizerPreset]] = {
+        "state": OptimizerPreset(lr=1e-4, weight_decay=1e-4, warmup_steps=0, scheduler="constant"),
+        "camera": OptimizerPreset(lr=1e-4, weight_decay=1e-4, warmup_steps=0, scheduler="constant"),
+    }
 
     @model_validator(mode="after")
     def _check_execution(self) -> ActConfig:

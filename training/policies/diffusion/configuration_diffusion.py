@@ -9,11 +9,11 @@ Evaluation uses EMA weights (power 0.75, capped at `ema_max_decay`). Action and 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from training.policies.configuration_base import PolicyConfigBase
+from training.policies.configuration_base import OptimizerPreset, PolicyConfigBase
 
 
 class DiffusionConfig(PolicyConfigBase):
@@ -39,10 +39,27 @@ class DiffusionConfig(PolicyConfigBase):
     ema_power: float = Field(0.75, gt=0)
     ema_max_decay: float = Field(0.9999, ge=0, lt=1)
 
-    optimizer_lr: float = Field(1e-4, gt=0, le=1.0)
+    # Camera encoder (Diffusion Policy's): backbone, spatial-softmax keypoints, linear + ReLU.
+    spatial_softmax_num_keypoints: int = Field(32, ge=1, le=1024)
+    use_group_norm: bool | None = Field(
+        None, description="GroupNorm in resnet18 instead of (frozen) batch norm; null: unless pretrained_backbone."
+    )
+
+    PRESETS: ClassVar[dict[str, OptimizerPreset]] = {
+        "state": OptimizerPreset(lr=1e-4, weight_decay=1e-6, warmup_steps=500, scheduler="cosine"),
+        "camera": OptimizerPreset(lr=1e-4, weight_decay=1e-6, warmup_steps=500, scheduler="cosine"),
+    }
     optimizer_betas: tuple[float, float] = (0.95, 0.999)
-    optimizer_weight_decay: float = Field(1e-6, ge=0, le=1.0)
-    scheduler_warmup_steps: int = Field(500, ge=0)
+
+    @model_validator(mode="after")
+    def _check_group_norm(self) -> DiffusionConfig:
+        if self.use_group_norm and self.pretrained_backbone:
+            raise ValueError("use_group_norm would discard the pretrained batch-norm weights; leave it unset")
+        return self
+
+    def backbone_norm(self) -> Literal["frozen_batch", "group"]:
+        use_group_norm = self.use_group_norm if self.use_group_norm is not None else not self.pretrained_backbone
+        return "group" if use_group_norm else "frozen_batch"
 
     @model_validator(mode="after")
     def _check_horizons(self) -> DiffusionConfig:

@@ -1,4 +1,6 @@
-"""Diffusion Policy (UNet, vector observations): DDPM training with epsilon prediction, DDIM sampling.
+"""Diffusion Policy (UNet): DDPM training with epsilon prediction, DDIM sampling. Camera frames are encoded per
+observation step by Diffusion Policy's image encoder (ResNet-18 with GroupNorm, spatial-softmax keypoints) and join
+the global condition.
 
 The action window of `horizon` steps starts at the oldest observation frame; the policy executes `n_action_steps`
 of it starting at the current frame (index n_obs_steps - 1). State and action are min-max normalised to [-1, 1].
@@ -16,6 +18,7 @@ from training.policies.diffusion.configuration_diffusion import DiffusionConfig
 from training.policies.diffusion.schedulers import DdpmScheduler
 from training.policies.diffusion.unet import ConditionalUnet1d
 from training.policies.history import ActionQueue, ObservationHistory
+from training.policies.vision.encoders import KeypointEncoder
 
 
 class DiffusionPolicy(Policy):
@@ -25,9 +28,19 @@ class DiffusionPolicy(Policy):
 
     def __init__(self, config: DiffusionConfig, features: PolicyFeatures, stats: dict[str, dict[str, Tensor]] | None):
         super().__init__(config, features, stats)
+        per_step = sum(features.observation.values())
+        self.image_encoder: KeypointEncoder | None = None
+        if self.cameras is not None:
+            self.image_encoder = KeypointEncoder(
+                config.vision_backbone,
+                config.backbone_norm(),
+                self.cameras.crop_hw,
+                config.spatial_softmax_num_keypoints,
+            )
+            per_step += len(self.image_keys) * self.image_encoder.out_dim
         self.unet = ConditionalUnet1d(
             action_dim=features.action_dim,
-            global_cond_dim=config.n_obs_steps * sum(features.observation.values()),
+            global_cond_dim=config.n_obs_steps * per_step,
             down_dims=config.down_dims,
             kernel_size=config.kernel_size,
             n_groups=config.n_groups,
@@ -42,15 +55,15 @@ class DiffusionPolicy(Policy):
 
     def _global_condition(self, observations: dict[str, Tensor]) -> Tensor:
         """{key: (B, n_obs_steps, dim)} unnormalised -> (B, n_obs_steps * total_dim) normalised, flattened."""
-        parts = []
-        for key in self.observation_keys:
-            frames = observations[key]
-            if frames.shape[1] != self.config.n_obs_steps:
+        for key in self.input_keys:
+            if observations[key].shape[1] != self.config.n_obs_steps:
                 raise ValueError(
-                    f"{key!r} has {frames.shape[1]} observation frames, the policy needs n_obs_steps = "
+                    f"{key!r} has {observations[key].shape[1]} observation frames, the policy needs n_obs_steps = "
                     f"{self.config.n_obs_steps}"
                 )
-            parts.append(self.normalizer.normalize(key, frames))
+        parts = [self.normalizer.normalize(key, observations[key]) for key in self.observation_keys]
+        if self.image_encoder is not None:
+            parts.append(self.encode_camera_history(observations, self.image_encoder))
         return torch.cat(parts, dim=-1).flatten(start_dim=1)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -74,10 +87,9 @@ class DiffusionPolicy(Policy):
         """Observation history {key: (B, n_obs_steps, dim)}, unnormalised -> sampled actions (B, horizon, A),
         unnormalised. The same generator seed gives the same actions."""
         device = self.noise_scheduler.alphas_cumprod.device
-        observations = {
-            key: torch.as_tensor(observation_batch[key]).to(device=device, dtype=torch.float32)
-            for key in self.observation_keys
-        }
+        observations = {key: torch.as_tensor(observation_batch[key]).to(device=device) for key in self.input_keys}
+        for key in self.observation_keys:
+            observations[key] = observations[key].float()
         global_cond = self._global_condition(observations)
         shape = (global_cond.shape[0], self.config.horizon, self.features.action_dim)
         # Draw the noise where the generator lives (it may be a CPU generator for a GPU policy), then move it.
@@ -97,7 +109,7 @@ class DiffusionPolicy(Policy):
 
     @torch.no_grad()
     def select_action(self, observation: dict[str, Tensor]) -> Tensor:
-        window = self._history.push(observation, self.observation_keys, self.noise_scheduler.alphas_cumprod.device)
+        window = self._history.push(observation, self.input_keys, self.noise_scheduler.alphas_cumprod.device)
         if len(self._queue) == 0:
             actions = self.generate_actions(window)
             start = self.config.n_obs_steps - 1

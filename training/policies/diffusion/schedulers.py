@@ -34,6 +34,7 @@ class DdpmScheduler(nn.Module):
         self.num_train_timesteps = num_train_timesteps
         betas = make_betas(schedule, num_train_timesteps, beta_start, beta_end)
         # Not persistent: derived from the config, so not part of the checkpoint.
+        self.alphas_cumprod: Tensor
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, dim=0).float(), persistent=False)
 
     def add_noise(self, clean: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:

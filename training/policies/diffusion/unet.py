@@ -16,6 +16,7 @@ class SinusoidalStepEmbedding(nn.Module):
         super().__init__()
         half = dim // 2
         frequencies = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / max(half - 1, 1))
+        self.frequencies: Tensor
         self.register_buffer("frequencies", frequencies, persistent=False)
         self.dim = dim
 
@@ -133,14 +134,18 @@ class ConditionalUnet1d(nn.Module):
         cond = torch.cat([self.step_encoder(timesteps), global_cond], dim=-1)
         x = sample.transpose(1, 2)  # (B, A, T): channels first for Conv1d
         skips = []
-        for first, second, downsample in self.down:
+        for level in self.down:
+            assert isinstance(level, nn.ModuleList)
+            first, second, downsample = level[0], level[1], level[2]
             x = second(first(x, cond), cond)
             skips.append(x)
             x = downsample(x)
         for middle_block in self.middle:
             x = middle_block(x, cond)
         # The finest-level skip is never concatenated: the up path has one level fewer than the down path.
-        for (first, second, upsample), skip in zip(self.up, reversed(skips[1:]), strict=True):
+        for level, skip in zip(self.up, reversed(skips[1:]), strict=True):
+            assert isinstance(level, nn.ModuleList)
+            first, second, upsample = level[0], level[1], level[2]
             x = torch.cat([x, skip], dim=1)
             x = upsample(second(first(x, cond), cond))
         return self.final(x).transpose(1, 2)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from training.policies.configuration_base import PolicyConfigBase
+from training.policies.configuration_base import OptimizerPreset, PolicyConfigBase
 
 
 class MlpConfig(PolicyConfigBase):
@@ -19,9 +19,26 @@ class MlpConfig(PolicyConfigBase):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Literal["l1", "mse"] = "l1"
 
-    optimizer_lr: float = Field(1e-3, gt=0, le=1.0)
-    optimizer_weight_decay: float = Field(1e-4, ge=0, le=1.0)
-    scheduler_warmup_steps: int = Field(100, ge=0)
+    # Camera encoder (Diffusion Policy's): backbone, spatial-softmax keypoints, linear + ReLU.
+    spatial_softmax_num_keypoints: int = Field(32, ge=1, le=1024)
+    use_group_norm: bool | None = Field(
+        None, description="GroupNorm in resnet18 instead of (frozen) batch norm; null: unless pretrained_backbone."
+    )
+
+    PRESETS: ClassVar[dict[str, OptimizerPreset]] = {
+        "state": OptimizerPreset(lr=1e-3, weight_decay=1e-4, warmup_steps=100, scheduler="cosine"),
+        "camera": OptimizerPreset(lr=1e-3, weight_decay=1e-4, warmup_steps=100, scheduler="cosine"),
+    }
+
+    @model_validator(mode="after")
+    def _check_group_norm(self) -> MlpConfig:
+        if self.use_group_norm and self.pretrained_backbone:
+            raise ValueError("use_group_norm would discard the pretrained batch-norm weights; leave it unset")
+        return self
+
+    def backbone_norm(self) -> Literal["frozen_batch", "group"]:
+        use_group_norm = self.use_group_norm if self.use_group_norm is not None else not self.pretrained_backbone
+        return "group" if use_group_norm else "frozen_batch"
 
     @property
     def observation_delta_indices(self) -> list[int]:
