@@ -33,11 +33,17 @@ TRANSIENT_MODAL_ERRORS: tuple[type[Exception], ...] = (
     modal.exception.ServiceError,
     modal.exception.InternalError,
     modal.exception.ResourceExhaustedError,
+    modal.exception.InternalFailure,  # "Retriable internal error" (modal.exception)
     OSError,
 )
 # Liveness cannot be told when Modal cannot be asked, or refuses to answer us: these say nothing about the call.
+# (InternalFailure is not among them: get() raises it as the outcome of a call that ended.)
 LIVENESS_UNKNOWN_ERRORS: tuple[type[Exception], ...] = (
-    *TRANSIENT_MODAL_ERRORS,
+    modal.exception.ConnectionError,
+    modal.exception.ServiceError,
+    modal.exception.InternalError,
+    modal.exception.ResourceExhaustedError,
+    OSError,
     modal.exception.AuthError,
     modal.exception.PermissionDeniedError,
 )
