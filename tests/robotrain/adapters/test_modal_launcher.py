@@ -12,6 +12,7 @@ from robotrain.adapters.modal_launcher import TIMEOUT_GRACE_S, ModalLauncher
 from robotrain.errors import LaunchError
 from robotrain.jobs.models import Job, JobStatus
 from tests.support.modal_fakes import FakeFunction
+from training.spec import MAX_TIMEOUT_MINUTES
 
 
 def a_job(compute: dict | None = None, attempt: int = 1) -> Job:
@@ -148,3 +149,9 @@ def test_a_transient_cancel_error_is_a_launch_error(launcher, train):
 
     with pytest.raises(LaunchError):
         launcher.cancel(handle)
+
+
+def test_the_longest_timeout_a_spec_allows_launches_within_modals_24_hour_cap(launcher, train):
+    launcher.launch(a_job({"timeout_minutes": MAX_TIMEOUT_MINUTES}))
+
+    assert train.options[0]["timeout"] <= 24 * 60 * 60
