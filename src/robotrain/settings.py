@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(30, ge=1)
     max_body_bytes: int = 1024 * 1024
     drain_interval_s: float = Field(3.0, gt=0)
+    # The Modal drain over SQS (robotrain.control.drain, "Receiving"): each receive long-polls this long (1 s or more
+    # queries every SQS server, so an empty answer is true), and a drain kicked for a job waits this long for it.
+    drain_receive_wait_s: float = Field(1.0, ge=0, le=20)
+    drain_kick_wait_s: float = Field(20.0, ge=0, le=120)
     queue_visibility_timeout_s: int = Field(60, ge=0, le=43200)
     queue_max_receives: int = Field(5, ge=1)
     heartbeat_interval_s: float = Field(5.0, gt=0)

@@ -14,7 +14,11 @@ from urllib.parse import urlsplit
 class FaultySqsFront:
     """Answers the first `failures` requests for `operation` (an X-Amz-Target such as
     "AmazonSQS.ChangeMessageVisibility"; None: any) with `status` and an SQS error of type `code` carrying
-    `message`, then forwards every request to moto unchanged. Counts the requests it saw and the ones it failed."""
+    `message`, then forwards every request to moto unchanged. Counts the requests it saw and the ones it failed.
+
+    With `short_polls_answer_empty`, every ReceiveMessage with WaitTimeSeconds 0 is answered empty, as SQS's short
+    polling may answer when the servers it samples hold none of the queue's messages (AWS, "Amazon SQS short and
+    long polling"); long polls, which query every server, go through."""
 
     def __init__(
         self,
@@ -26,9 +30,11 @@ class FaultySqsFront:
         operation: str | None = None,
         message: str = "injected",
         fault: str = "Receiver",
+        short_polls_answer_empty: bool = False,
     ):
         self.requests = 0
         self.failed = 0
+        self.short_polls = 0
         front = self
         target = urlsplit(backend)
 
@@ -36,7 +42,21 @@ class FaultySqsFront:
             def do_POST(self) -> None:  # noqa: N802 - the http.server naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 front.requests += 1
-                chosen = operation is None or self.headers.get("X-Amz-Target") == operation
+                target_name = self.headers.get("X-Amz-Target")
+                short_poll = (
+                    target_name == "AmazonSQS.ReceiveMessage"
+                    and json.loads(body or b"{}").get("WaitTimeSeconds", 0) == 0
+                )
+                if short_polls_answer_empty and short_poll:
+                    front.short_polls += 1
+                    empty = b"{}"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
+                    self.send_header("Content-Length", str(len(empty)))
+                    self.end_headers()
+                    self.wfile.write(empty)
+                    return
+                chosen = operation is None or target_name == operation
                 if chosen and front.failed < failures:
                     front.failed += 1
                     payload = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": message}).encode()

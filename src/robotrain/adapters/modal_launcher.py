@@ -105,10 +105,10 @@ class ModalLauncher:
             raise LaunchError(f"Modal could not cancel {handle}: {type(exc).__name__}: {exc}") from exc
 
 
-def spawn_quietly(function: Any) -> None:
-    """Spawn a function of the app with no arguments (a drain kick) and only log a failure: the drain's schedule
-    runs anyway, so a lost kick costs latency, never a job."""
+def spawn_quietly(function: Any, *args: Any) -> None:
+    """Spawn a function of the app (a drain kick) and only log a failure: the drain's schedule runs anyway, so a
+    lost kick costs latency, never a job."""
     try:
-        function.spawn()
+        function.spawn(*args)
     except modal.exception.Error as exc:
         log.warning("could not spawn %s: %s", function, exc)

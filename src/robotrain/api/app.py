@@ -32,11 +32,12 @@ def create_app(
     components: Components,
     *,
     verifier: TokenVerifier,
-    kick: Callable[[], None] | None = None,
+    kick: Callable[[str], None] | None = None,
     background: Sequence[Background] = (),
 ) -> FastAPI:
-    """The API over `components`, authenticating with `verifier`. `kick` is how a submit wakes the control plane
-    (a local loop's kick, or spawning Modal's drain); `background` is started and stopped with the app."""
+    """The API over `components`, authenticating with `verifier`. `kick(job_id)` is how a submit wakes the control
+    plane (a local loop's kick, or spawning Modal's drain for that job); `background` is started and stopped with
+    the app."""
     settings = components.settings
     service = JobService(components, kick=kick)
 
