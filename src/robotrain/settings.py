@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     progress_interval_s: float = Field(2.0, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long an API process trusts a verified API key before reading it again (revocation reaches other API
+    # processes within this; the one that revoked it forgets the key at once).
+    api_key_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     launcher: Literal["subprocess", "modal"] = "subprocess"
     log_level: str = "INFO"
 

@@ -283,6 +283,11 @@ class SupabaseJobStore:
     ) -> list[dict[str, Any]]:
         return _rows(self._call(doing, request, idempotent=idempotent, job_id=job_id))
 
+    def request(self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool) -> APIResponse:
+        """One PostgREST request with this store's retries and error mapping, for the adapters of other tables that
+        share its client (robotrain.adapters.supabase_api_keys)."""
+        return self._call(doing, request, idempotent=idempotent)
+
     def _call(
         self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool, job_id: str | None = None
     ) -> APIResponse:

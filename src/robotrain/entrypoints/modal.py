@@ -20,7 +20,7 @@ from robotrain.adapters.modal_volume import VolumeArtifactStore
 from robotrain.control import Dispatcher, Drainer
 from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import build_components, build_verifier
+from robotrain.wiring import build_api_keys, build_components, build_verifier
 
 # One Dispatcher per container (per settings, so tests that run several configurations in one process stay apart).
 _dispatchers: dict[str, Dispatcher] = {}
@@ -49,7 +49,12 @@ def api_app(settings: Settings, *, train: SpawnableFunction, drain: Any, volume:
     components = modal_components(settings, train=train, volume=volume)
     # No in-process loop on Modal: each submit spawns the drain function for its job, and its schedule is the
     # safety net.
-    return create_app(components, verifier=build_verifier(settings), kick=lambda job_id: spawn_quietly(drain, job_id))
+    return create_app(
+        components,
+        verifier=build_verifier(settings),
+        api_keys=build_api_keys(settings, components.store),
+        kick=lambda job_id: spawn_quietly(drain, job_id),
+    )
 
 
 def drain_and_sweep(settings: Settings, job_id: str = "", *, train: SpawnableFunction, volume: Any) -> dict[str, Any]:
