@@ -61,17 +61,19 @@ class ApiKeyList(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
+        400: "Unparsable body",
         401: "Missing or invalid token",
         403: "An API key cannot create API keys",
         404: "No such key (or not yours, or revoked)",
         409: "Too many API keys",
+        413: "Body over the size limit",
         422: "Invalid input; `details` names each field",
         503: "A dependency (identity provider, store) is unreachable",
     }
     return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
 
 
-@router.post("", status_code=201, response_model=NewApiKeyOut, responses=_errors(401, 403, 409, 422, 503))
+@router.post("", status_code=201, response_model=NewApiKeyOut, responses=_errors(400, 401, 403, 409, 413, 422, 503))
 def create_api_key(body: ApiKeyCreate, principal: CurrentPrincipal, service: ApiKeysDep) -> NewApiKeyOut:
     """Create a personal API key for the CLI or scripts. Needs a session token: an API key cannot create keys."""
     if principal.credential == "api_key":
