@@ -141,9 +141,17 @@ class Settings(BaseSettings):
 
 
 class ClientSettings(BaseSettings):
-    """What the `robotrain` CLI needs as a client of a server: ROBOTRAIN_URL and ROBOTRAIN_TOKEN."""
+    """What the `robotrain` CLI needs as a client of a server: ROBOTRAIN_URL and ROBOTRAIN_TOKEN, and where
+    `robotrain login` keeps its API key (XDG_CONFIG_HOME, else ~/.config)."""
 
     model_config = SettingsConfigDict(env_prefix="ROBOTRAIN_", extra="ignore", frozen=True)
 
     url: str = "http://127.0.0.1:8000"
     token: SecretStr | None = None
+    config_home: Path | None = Field(None, validation_alias=AliasChoices("XDG_CONFIG_HOME"))
+
+    @property
+    def credentials_file(self) -> Path:
+        # The XDG base directory spec: a relative XDG_CONFIG_HOME is invalid and ignored.
+        home = self.config_home if self.config_home and self.config_home.is_absolute() else None
+        return (home or Path.home() / ".config") / "robotrain" / "credentials.json"
