@@ -82,12 +82,16 @@ def cmd_logout(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
         out("not logged in")
         return 0
     if stored.key_id:
+        # Revoked on the server it was made for, whatever --url says: the key is never sent anywhere else.
+        own = ApiClient(stored.url, stored.key)
         try:
-            api.request("DELETE", f"/api-keys/{stored.key_id}", headers={"Authorization": f"Bearer {stored.key}"})
+            own.request("DELETE", f"/api-keys/{stored.key_id}")
             out(f"revoked API key {stored.name!r} ({stored.key_id}) on {stored.url}")
         except CliError as exc:
             if exc.code not in ("unauthorized", "api_key_not_found"):  # gone already: nothing left to revoke
                 raise
+        finally:
+            own.close()
     else:
         out(f"the stored key was given with --key; revoke it on {stored.url} if it should stop working")
     credentials.unlink()
