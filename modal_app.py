@@ -135,6 +135,9 @@ def drain(job_id: str = "") -> dict:
 
 
 # ## The API
+#
+# One container kept warm, more as traffic grows, each serving up to 100 requests at once: nothing in the API
+# assumes it is the only process (the store and queue are shared; its caches have stated bounds).
 @app.function(
     image=image, volumes={ARTIFACTS_MOUNT: volume}, secrets=[store_secret, queue_secret, api_secret], min_containers=1
 )

@@ -65,6 +65,7 @@ def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("ROBOTRAIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ROBOTRAIN_ARTIFACTS_DIR", str(tmp_path / "volume" / "jobs"))
     monkeypatch.setenv("ROBOTRAIN_DATASET_CACHE_DIR", str(tmp_path / "datasets"))
+    monkeypatch.setenv("ROBOTRAIN_DRAIN_RECEIVE_WAIT_S", "0")  # the embedded queue needs no long poll
     return Settings()
 
 

@@ -19,7 +19,10 @@ from tests.support.modal_fakes import FakeFunction, FakeVolume
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path / "data", max_concurrent_jobs=5, drain_kick_wait_s=5)
+    # the embedded queue never answers empty while a message is visible: no long poll needed (or wanted) here
+    return Settings(
+        _env_file=None, data_dir=tmp_path / "data", max_concurrent_jobs=5, drain_kick_wait_s=5, drain_receive_wait_s=0
+    )
 
 
 @pytest.fixture
