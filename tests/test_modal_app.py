@@ -1,9 +1,11 @@
-"""modal_app.py offline: importing it needs no token and no network, each function is declared as designed, and the
-function bodies run locally (`.local()`) against the embedded adapters, training for real on CPU.
+"""modal_app.py offline: importing it needs no token and no network, each Modal command picks the app it is meant for
+(resolved by Modal's own CLI code), each function is declared as designed, and the function bodies run locally
+(`.local()`) against the embedded adapters, training for real on CPU.
 
-Modal itself cannot run here, so three Modal objects are replaced at the module level by in-repo fakes that record
-what the code asks of them: the Volume (commit/reload), the `train` function when the drain spawns it, and the
-`drain` function when a submit or a finished attempt kicks it. Everything else is real."""
+Modal itself cannot run here, so three Modal objects are replaced at the module level by in-repo fakes
+(tests/support/modal_fakes.py) that record what the code asks of them: the Volume (commit/reload), the `train`
+function when the drain spawns it, and the `drain` function when a submit or a finished attempt kicks it. Everything
+else is real."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from robotrain.auth.local_keys import LocalKeys
 from robotrain.jobs.models import JobStatus
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
+from tests.support.modal_fakes import FakeFunction, FakeVolume
 
 # `.local()` warns that mounted volumes are not available locally: expected, the Volume is the fake below.
 pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally:UserWarning")
@@ -32,6 +35,9 @@ TINY_SPEC: dict[str, Any] = {
     "eval": {"env": "push2d", "episodes": 4},
     "compute": {"gpu": "H100", "timeout_minutes": 7},
 }
+STORE_SECRET = "modal.Secret.from_name('robotrain-store')"
+QUEUE_SECRET = "modal.Secret.from_name('robotrain-queue')"
+API_SECRET = "modal.Secret.from_name('robotrain-api')"
 CLOUD_VARIABLES = (
     "SUPABASE_URL",
     "SUPABASE_KEY",
@@ -51,39 +57,6 @@ def modal_app() -> types.ModuleType:
     return importlib.import_module("modal_app")
 
 
-class FakeVolume:
-    def __init__(self) -> None:
-        self.commits = 0
-        self.reloads = 0
-
-    def commit(self) -> None:
-        self.commits += 1
-
-    def reload(self) -> None:
-        self.reloads += 1
-
-
-class FakeCall:
-    def __init__(self, object_id: str) -> None:
-        self.object_id = object_id
-
-
-class FakeFunction:
-    """Records spawns (and per-call options) instead of starting containers."""
-
-    def __init__(self) -> None:
-        self.spawned: list[tuple] = []
-        self.options: list[dict] = []
-
-    def with_options(self, **options: Any) -> FakeFunction:
-        self.options.append(options)
-        return self
-
-    def spawn(self, *args: Any) -> FakeCall:
-        self.spawned.append(args)
-        return FakeCall(f"fc-{len(self.spawned)}")
-
-
 @pytest.fixture
 def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The environment a container would have, pointed at the embedded adapters in a temp dir."""
@@ -92,6 +65,7 @@ def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("ROBOTRAIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ROBOTRAIN_ARTIFACTS_DIR", str(tmp_path / "volume" / "jobs"))
     monkeypatch.setenv("ROBOTRAIN_DATASET_CACHE_DIR", str(tmp_path / "datasets"))
+    monkeypatch.setenv("ROBOTRAIN_DRAIN_RECEIVE_WAIT_S", "0")  # the embedded queue needs no long poll
     return Settings()
 
 
@@ -116,7 +90,7 @@ def test_the_gpu_worker_covers_a_default_job_and_survives_preemption(modal_app):
     assert info.max_retries >= 3
     assert info.single_use_containers is True
     assert {path: mount.name for path, mount in info.volumes.items()} == {"/artifacts": "robotrain-artifacts"}
-    assert info.secrets == ["modal.Secret.from_name('robotrain')"]
+    assert info.secrets == [STORE_SECRET, QUEUE_SECRET]  # what it reports status with, nothing else
 
 
 def test_the_drain_runs_every_minute_without_a_gpu(modal_app):
@@ -126,7 +100,7 @@ def test_the_drain_runs_every_minute_without_a_gpu(modal_app):
     assert info.gpus == []
     assert info.max_retries is None
     assert "/artifacts" in info.volumes
-    assert info.secrets == ["modal.Secret.from_name('robotrain')"]
+    assert info.secrets == [STORE_SECRET, QUEUE_SECRET]
 
 
 def test_the_api_is_a_web_endpoint_with_the_volume_and_secret(modal_app):
@@ -135,7 +109,7 @@ def test_the_api_is_a_web_endpoint_with_the_volume_and_secret(modal_app):
     assert info.web_info is not None
     assert info.gpus == []
     assert "/artifacts" in info.volumes
-    assert info.secrets == ["modal.Secret.from_name('robotrain')"]
+    assert info.secrets == [STORE_SECRET, QUEUE_SECRET, API_SECRET]  # only the API verifies users
 
 
 def test_the_default_gpu_comes_from_settings(monkeypatch):
@@ -146,6 +120,75 @@ def test_the_default_gpu_comes_from_settings(monkeypatch):
         assert reloaded.train.info().gpus == [("L4", 1)]
     finally:
         sys.modules.pop("modal_app", None)
+
+
+# --- what each Modal command creates -------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def modal_cli_import(monkeypatch: pytest.MonkeyPatch):
+    """Modal's CLI resolution of a file reference, run here on modal_app.py. The CLI imports the file itself (and
+    registers it in sys.modules and sys.path), so both are restored afterwards."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "modal_app", sys.modules.get("modal_app"))
+    from modal.cli import import_refs
+
+    return import_refs
+
+
+def functions_created_by(app) -> dict:
+    """The functions a run of `app` creates: what modal.runner._create_all_objects loads, `app._local_state.functions`
+    (private; its public twin `registered_functions` is deprecated in 1.6)."""
+    return dict(app._local_state.functions)
+
+
+def test_modal_run_of_the_file_creates_only_the_training_function(modal_cli_import):
+    ref = modal_cli_import.parse_import_ref(str(REPO / "modal_app.py"), command="modal run")
+    runnable, _, _ = modal_cli_import.import_and_filter(
+        ref, base_cmd="modal run", accept_local_entrypoint=True, accept_webhook=False
+    )
+    module = sys.modules["modal_app"]
+    ephemeral = modal_cli_import._get_runnable_app(runnable)
+
+    assert runnable is module.main and ephemeral is module.training_app
+    created = functions_created_by(ephemeral)
+    assert set(created) == {"train_spec"}  # no api (no warm container), no drain (no schedule), no service train
+    info = module.train_spec.info()
+    assert info.schedule is None and info.web_info is None
+    assert info.secrets == []  # none of the service's credentials
+    assert {path: mount.name for path, mount in info.volumes.items()} == {"/runs": "robotrain-runs"}
+    assert info.gpus == [("A10G", 1)]
+
+
+def test_modal_deploy_of_the_file_deploys_the_service_and_nothing_else(modal_cli_import):
+    ref = modal_cli_import.parse_import_ref(str(REPO / "modal_app.py"), command="modal deploy")
+    deployed = modal_cli_import.import_app_from_ref(ref, base_cmd="modal deploy")
+    module = sys.modules["modal_app"]
+
+    assert deployed is module.app
+    assert set(functions_created_by(deployed)) == {"api", "drain", "train"}
+    assert deployed._local_state.local_entrypoints == {}
+
+
+def test_limits_set_where_modal_deploy_runs_are_baked_into_the_service(monkeypatch):
+    monkeypatch.setenv("ROBOTRAIN_MAX_CONCURRENT_JOBS", "4")
+    monkeypatch.setenv("ROBOTRAIN_DATA_DIR", "/somewhere/local")  # a path of the deploying machine: never baked
+    sys.modules.pop("modal_app", None)
+    try:
+        reloaded = importlib.import_module("modal_app")
+        assert reloaded.tuning == {"ROBOTRAIN_MAX_CONCURRENT_JOBS": "4"}
+    finally:
+        sys.modules.pop("modal_app", None)
+
+
+def test_the_api_refuses_to_start_on_modal_without_clerk(local_env):
+    from robotrain.entrypoints import modal as entry
+
+    settings = local_env.model_copy(update={"launcher": "modal"})  # in the service image, no CLERK_* variable
+    with pytest.raises(RuntimeError, match="CLERK_PUBLISHABLE_KEY"):
+        entry.api_app(settings, train=FakeFunction(), drain=FakeFunction(), volume=FakeVolume())
 
 
 # --- bodies, run locally -----------------------------------------------------------------------------------------
@@ -169,7 +212,7 @@ def test_a_submit_through_the_api_kicks_the_drain_function(local_env, fakes):
 
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
-    assert fakes["drain"].spawned == [()]
+    assert fakes["drain"].spawned == [(response.json()["id"],)]  # kicked for that job
 
 
 def test_drain_spawns_train_with_the_jobs_gpu_then_train_runs_the_attempt_for_real(local_env, fakes):

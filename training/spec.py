@@ -40,6 +40,14 @@ GPU_TYPES = (
     "B200",
 )
 
+# One attempt of a job runs as one call of a serverless GPU function, which Modal caps at 24 hours ("Timeouts" in
+# Modal's docs). The service's launcher gives the call TIMEOUT_GRACE_S more than the job's own timeout (the worker
+# stops itself first, with a checkpoint), so the longest timeout a job may ask for is the cap less that grace. The
+# Modal launcher reads both constants from here: one source of truth for the limit and its validation.
+PLATFORM_MAX_TIMEOUT_S = 24 * 60 * 60
+TIMEOUT_GRACE_S = 300
+MAX_TIMEOUT_MINUTES = (PLATFORM_MAX_TIMEOUT_S - TIMEOUT_GRACE_S) // 60
+
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _BUILTIN_PARAMS = ("episodes", "seed", "obs_type", "image_size", "video")
@@ -165,7 +173,12 @@ class ComputeSpec(_Section):
     gpu: Literal[GPU_TYPES] | None = Field(  # type: ignore[valid-type]
         None, description="The GPU to train on; null means the service's default (ROBOTRAIN_DEFAULT_GPU)."
     )
-    timeout_minutes: int = Field(60, ge=1, le=24 * 60)
+    timeout_minutes: int = Field(
+        60,
+        ge=1,
+        le=MAX_TIMEOUT_MINUTES,
+        description=f"Per attempt; at most {MAX_TIMEOUT_MINUTES} (a GPU call's 24 h cap less the launcher's grace).",
+    )
 
 
 class TrainSpec(BaseModel):

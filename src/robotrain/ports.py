@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from robotrain.apikeys.models import ApiKey
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page
 from robotrain.settings import Settings
 
@@ -160,6 +161,21 @@ class ArtifactStore(Protocol):
     def publish(self, job_id: str) -> None:
         """Make what the worker wrote so far durable and visible to other machines (a Volume commit); called after
         each checkpoint and when the attempt ends."""
+
+
+class ApiKeyStore(Protocol):
+    """Personal API keys (robotrain.apikeys). Secrets are never stored: a key is found by the sha256 of its secret."""
+
+    def create_api_key(self, key: ApiKey) -> ApiKey: ...
+
+    def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        """The user's keys that are not revoked (expired ones included), newest first."""
+
+    def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not; None when there is none."""
+
+    def revoke_api_key(self, user_id: str, key_id: str, *, revoked_at: datetime) -> ApiKey | None:
+        """Mark the user's key revoked; None when the user has no such key, or it is revoked already."""
 
 
 class TokenVerifier(Protocol):

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(30, ge=1)
     max_body_bytes: int = 1024 * 1024
     drain_interval_s: float = Field(3.0, gt=0)
+    # The Modal drain over SQS (robotrain.control.drain, "Receiving"): each receive long-polls this long (1 s or more
+    # queries every SQS server, so an empty answer is true), and a drain kicked for a job waits this long for it.
+    drain_receive_wait_s: float = Field(1.0, ge=0, le=20)
+    drain_kick_wait_s: float = Field(20.0, ge=0, le=120)
     queue_visibility_timeout_s: int = Field(60, ge=0, le=43200)
     queue_max_receives: int = Field(5, ge=1)
     heartbeat_interval_s: float = Field(5.0, gt=0)
@@ -45,6 +49,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     progress_interval_s: float = Field(2.0, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long an API process trusts a verified API key before reading it again (revocation reaches other API
+    # processes within this; the one that revoked it forgets the key at once).
+    api_key_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     launcher: Literal["subprocess", "modal"] = "subprocess"
     log_level: str = "INFO"
 
@@ -135,9 +142,17 @@ class Settings(BaseSettings):
 
 
 class ClientSettings(BaseSettings):
-    """What the `robotrain` CLI needs as a client of a server: ROBOTRAIN_URL and ROBOTRAIN_TOKEN."""
+    """What the `robotrain` CLI needs as a client of a server: ROBOTRAIN_URL and ROBOTRAIN_TOKEN, and where
+    `robotrain login` keeps its API key (XDG_CONFIG_HOME, else ~/.config)."""
 
     model_config = SettingsConfigDict(env_prefix="ROBOTRAIN_", extra="ignore", frozen=True)
 
     url: str = "http://127.0.0.1:8000"
     token: SecretStr | None = None
+    config_home: Path | None = Field(None, validation_alias=AliasChoices("XDG_CONFIG_HOME"))
+
+    @property
+    def credentials_file(self) -> Path:
+        # The XDG base directory spec: a relative XDG_CONFIG_HOME is invalid and ignored.
+        home = self.config_home if self.config_home and self.config_home.is_absolute() else None
+        return (home or Path.home() / ".config") / "robotrain" / "credentials.json"

@@ -3,9 +3,10 @@ classes implement them."""
 
 from __future__ import annotations
 
+from robotrain.apikeys.service import ApiKeyService
 from robotrain.auth.local_keys import LOCAL_ISSUER, LocalKeys
 from robotrain.auth.verifier import JwtVerifier
-from robotrain.ports import ArtifactStore, Components, JobQueue, JobStore, Launcher, TokenVerifier
+from robotrain.ports import ApiKeyStore, ArtifactStore, Components, JobQueue, JobStore, Launcher, TokenVerifier
 from robotrain.settings import Settings
 
 
@@ -55,6 +56,25 @@ def build_queue(settings: Settings) -> JobQueue:
         max_receives=settings.queue_max_receives,
         visibility_timeout_s=settings.queue_visibility_timeout_s,
     )
+
+
+def build_api_key_store(settings: Settings, jobs: JobStore | None = None) -> ApiKeyStore:
+    """The API key store beside the job store: a table in the same SQLite file, or in the same Supabase project
+    through the same client when `jobs` is the Supabase store the settings select."""
+    if settings.uses_supabase:
+        from robotrain.adapters.supabase_api_keys import SupabaseApiKeyStore
+        from robotrain.adapters.supabase_store import SupabaseJobStore
+
+        shared = jobs if isinstance(jobs, SupabaseJobStore) else SupabaseJobStore.from_settings(settings)
+        return SupabaseApiKeyStore(shared)
+    from robotrain.adapters.sqlite_api_keys import SqliteApiKeyStore
+
+    return SqliteApiKeyStore(settings.data_dir / "robotrain.sqlite3")
+
+
+def build_api_keys(settings: Settings, jobs: JobStore | None = None) -> ApiKeyService:
+    """What the API authenticates API keys with and manages them through (robotrain.apikeys)."""
+    return ApiKeyService(build_api_key_store(settings, jobs), cache_ttl_s=settings.api_key_cache_ttl_s)
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:

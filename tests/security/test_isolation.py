@@ -38,6 +38,12 @@ JOB_ROUTES: dict[tuple[str, str], Callable[[str], Request]] = {
 }
 
 
+# Routes scoped to a user's API key (robotrain.apikeys): the same rule, for key ids.
+KEY_ROUTES: dict[tuple[str, str], Callable[[str], Request]] = {
+    ("DELETE", "/api-keys/{key_id}"): lambda key_id: (f"/api-keys/{key_id}", {}),
+}
+
+
 def api_routes(routes: list[Any]) -> list[APIRoute]:
     """Every APIRoute, hidden ones included. FastAPI 0.163 wraps an included router in `_IncludedRouter`, whose
     `original_router` holds the routes with their prefix already applied (we include without an extra prefix)."""
@@ -68,9 +74,10 @@ def routes_with_path_parameters(client: TestClient) -> set[tuple[str, str]]:
 
 
 def test_every_route_with_a_path_parameter_is_covered(client: TestClient) -> None:
-    missing = routes_with_path_parameters(client) - set(JOB_ROUTES)
-    assert not missing, f"add these routes to JOB_ROUTES in {__name__}: {sorted(missing)}"
-    assert set(JOB_ROUTES) <= routes_with_path_parameters(client), "JOB_ROUTES names a route that no longer exists"
+    missing = routes_with_path_parameters(client) - set(JOB_ROUTES) - set(KEY_ROUTES)
+    assert not missing, f"add these routes to JOB_ROUTES (or KEY_ROUTES) in {__name__}: {sorted(missing)}"
+    covered = set(JOB_ROUTES) | set(KEY_ROUTES)
+    assert covered <= routes_with_path_parameters(client), "a route named here no longer exists"
 
 
 def alices_jobs(client: TestClient, components: Components, alice: dict[str, str]) -> list[str]:
@@ -141,3 +148,19 @@ def test_listing_never_shows_another_users_jobs_whatever_the_filter_or_cursor(
     bobs = client.post("/jobs", json=SPEC, headers=bob).json()["id"]
     listed = [job["id"] for job in client.get("/jobs", params={"limit": 100}, headers=bob).json()["data"]]
     assert listed == [bobs] and not set(listed) & set(job_ids)
+
+
+@pytest.mark.parametrize("route", list(KEY_ROUTES), ids=lambda route: f"{route[0]} {route[1]}")
+def test_another_users_api_key_answers_exactly_like_a_missing_one_and_keeps_working(
+    client: TestClient, components: Components, route: tuple[str, str]
+) -> None:
+    alice, bob = bearer(components, "user_alice"), bearer(components, "user_bob")
+    created = client.post("/api-keys", json={"name": "alice's laptop"}, headers=alice).json()
+    method = route[0]
+    path, kwargs = KEY_ROUTES[route]("key_000000000000000000000000")
+    expected = normalized(client.request(method, path, headers=bob, **kwargs), "key_000000000000000000000000")
+    assert expected[0] == 404
+    path, kwargs = KEY_ROUTES[route](created["id"])
+    assert normalized(client.request(method, path, headers=bob, **kwargs), created["id"]) == expected
+    assert client.get("/jobs", headers={"Authorization": f"Bearer {created['key']}"}).status_code == 200
+    assert [key["id"] for key in client.get("/api-keys", headers=alice).json()["data"]] == [created["id"]]

@@ -9,9 +9,10 @@ from fastapi import FastAPI
 
 from robotrain.api.app import create_app
 from robotrain.ports import Components
-from robotrain.wiring import build_verifier
+from robotrain.wiring import build_api_keys, build_verifier
 
 
 def api_app(components: Components, **options: Any) -> FastAPI:
     options.setdefault("verifier", build_verifier(components.settings))
+    options.setdefault("api_keys", build_api_keys(components.settings, components.store))
     return create_app(components, **options)

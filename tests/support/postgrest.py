@@ -27,6 +27,12 @@ Implemented:
 - Table, column and function names are checked against the catalog (loaded at start; `reload_schema()` after DDL,
   as PostgREST's schema cache needs NOTIFY pgrst) and quoted as identifiers; values are always parameters.
 
+The API gateway in front of PostgREST (Supabase's Kong): tests can make the server answer as it does, before
+PostgREST sees the request. With `gateway_keys` set, a request whose `apikey` header is not one of the project's keys
+gets the gateway's 401 `{"message": "Invalid API key", "hint": ...}` (JSON without a PostgREST `code`); each
+`GatewayFault` in `gateway_faults` answers one request with its status, content type and body (a 502 HTML page, a
+503 or 504 JSON message without a code), in order.
+
 Known deviations from real PostgREST (v12):
 - Not implemented (→ 400 PGRST100): embedding/relations, `or=`/`and=`/`not.` and every other operator (like, ilike,
   cs, cd, fts, ...), aliases/casts/JSON paths in select, limit/order on PATCH/DELETE, PUT, CSV and other media types,
@@ -416,10 +422,39 @@ def _content_range(offset: int, returned: int, total: int | None) -> str:
     return f"{offset}-{offset + returned - 1}/{total_text}"
 
 
+@dataclass(frozen=True)
+class GatewayFault:
+    """One answer of the API gateway in place of PostgREST's (an upstream outage, a timeout, a proxy's error page)."""
+
+    status: int
+    body: str
+    content_type: str = "application/json"
+
+
+# What Supabase's gateway answers for an `apikey` that is not one of the project's keys (seen in supabase-csharp#108,
+# nuxt-modules/supabase#195): a 401 whose JSON has no PostgREST `code`.
+INVALID_API_KEY_BODY = json.dumps(
+    {"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."}
+)
+# A proxy's 502 page (HTML, so postgrest-py falls back to the HTTP status as the code) and Kong's own 5xx answers.
+BAD_GATEWAY_HTML = GatewayFault(
+    502,
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>",
+    "text/html",
+)
+UPSTREAM_INVALID_JSON = GatewayFault(
+    502, json.dumps({"message": "An invalid response was received from the upstream server"})
+)
+UPSTREAM_TIMEOUT_JSON = GatewayFault(504, json.dumps({"message": "The upstream server is timing out"}))
+
+
 class PostgrestSubset:
     """The ASGI app (`.app`) and its database access. `conninfo` must log in as `authenticator`."""
 
     def __init__(self, conninfo: str, jwt_secret: str, *, max_idle_connections: int = 8):
+        # The gateway in front (module doc): None lets every apikey through, as the tests' own stack does.
+        self.gateway_keys: frozenset[str] | None = None
+        self.gateway_faults: list[GatewayFault] = []
         self.conninfo = conninfo
         self.jwt_secret = jwt_secret
         self._idle: list[psycopg.Connection] = []
@@ -472,7 +507,22 @@ class PostgrestSubset:
         finally:
             self._checkin(conn)
 
+    def _gateway_answer(self, headers: Any) -> Response | None:
+        """What the gateway answers instead of PostgREST, if anything (module doc)."""
+        try:
+            fault = self.gateway_faults.pop(0)
+        except IndexError:
+            fault = None
+        if fault is not None:
+            return Response(fault.body, status_code=fault.status, media_type=fault.content_type)
+        if self.gateway_keys is not None and headers.get("apikey") not in self.gateway_keys:
+            return Response(INVALID_API_KEY_BODY, status_code=401, media_type="application/json")
+        return None
+
     async def _endpoint(self, request: Request) -> Response:
+        gateway = self._gateway_answer(request.headers)
+        if gateway is not None:
+            return gateway
         body = await request.body()
         try:
             result = await run_in_threadpool(

@@ -16,12 +16,13 @@ import modal.exception
 
 from robotrain.errors import LaunchError
 from robotrain.jobs.models import Job
+from training.spec import PLATFORM_MAX_TIMEOUT_S, TIMEOUT_GRACE_S
 
 log = logging.getLogger(__name__)
 
-# Extra seconds past the job's own timeout: the worker enforces `timeout_minutes` itself and ends the job `timeout`
-# with a checkpoint; Modal's hard limit is the backstop if the worker cannot.
-TIMEOUT_GRACE_S = 300
+# TIMEOUT_GRACE_S: extra seconds past the job's own timeout. The worker enforces `timeout_minutes` itself and ends
+# the job `timeout` with a checkpoint; Modal's hard limit is the backstop if the worker cannot. The spec refuses a
+# timeout whose call would pass Modal's 24 h cap (training.spec.MAX_TIMEOUT_MINUTES), so every launch is accepted.
 
 # Modal could not be asked right now (its servers, the connection, a rate limit or quota): repeating the same call
 # later may succeed. Launches and cancels that raise one of these become LaunchError, which the drain retries with
@@ -33,11 +34,17 @@ TRANSIENT_MODAL_ERRORS: tuple[type[Exception], ...] = (
     modal.exception.ServiceError,
     modal.exception.InternalError,
     modal.exception.ResourceExhaustedError,
+    modal.exception.InternalFailure,  # "Retriable internal error" (modal.exception)
     OSError,
 )
 # Liveness cannot be told when Modal cannot be asked, or refuses to answer us: these say nothing about the call.
+# (InternalFailure is not among them: get() raises it as the outcome of a call that ended.)
 LIVENESS_UNKNOWN_ERRORS: tuple[type[Exception], ...] = (
-    *TRANSIENT_MODAL_ERRORS,
+    modal.exception.ConnectionError,
+    modal.exception.ServiceError,
+    modal.exception.InternalError,
+    modal.exception.ResourceExhaustedError,
+    OSError,
     modal.exception.AuthError,
     modal.exception.PermissionDeniedError,
 )
@@ -64,7 +71,7 @@ class ModalLauncher:
     def launch(self, job: Job) -> str:
         compute = job.compute
         gpu = compute.gpu or self._default_gpu
-        timeout_s = compute.timeout_minutes * 60 + TIMEOUT_GRACE_S
+        timeout_s = min(compute.timeout_minutes * 60 + TIMEOUT_GRACE_S, PLATFORM_MAX_TIMEOUT_S)
         try:
             call = self._train.with_options(gpu=gpu, timeout=timeout_s).spawn(job.id, job.attempt)
         except TRANSIENT_MODAL_ERRORS as exc:
@@ -98,10 +105,10 @@ class ModalLauncher:
             raise LaunchError(f"Modal could not cancel {handle}: {type(exc).__name__}: {exc}") from exc
 
 
-def spawn_quietly(function: Any) -> None:
-    """Spawn a function of the app with no arguments (a drain kick) and only log a failure: the drain's schedule
-    runs anyway, so a lost kick costs latency, never a job."""
+def spawn_quietly(function: Any, *args: Any) -> None:
+    """Spawn a function of the app (a drain kick) and only log a failure: the drain's schedule runs anyway, so a
+    lost kick costs latency, never a job."""
     try:
-        function.spawn()
+        function.spawn(*args)
     except modal.exception.Error as exc:
         log.warning("could not spawn %s: %s", function, exc)

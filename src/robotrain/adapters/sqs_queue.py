@@ -4,10 +4,19 @@ Facts it relies on (the AWS SQS developer guide): long polling up to 20 s needs 
 the wait; batch calls take at most 10 entries and answer HTTP 200 even when some entries `Failed`; the body limit is
 1 MiB counted in UTF-8 bytes (moto counts characters, so the check is ours); a dead-letter queue with a redrive policy
 catches poison messages after `maxReceiveCount` receives.
+
+FIFO queues (a URL ending in `.fifo`) work too. Every send carries a `MessageGroupId` and a
+`MessageDeduplicationId`, which FIFO requires: the group is derived from the body, so messages about one job are
+ordered among themselves while one job's message in flight (or hidden for a backoff) never holds back another
+job's; the deduplication id is new for every send() and kept across this adapter's retries of that send, so a
+retried request is delivered once while a deliberate re-send (the drain's refresh, the sweep's outbox) is delivered
+too. The consumers are idempotent either way (compare-and-set on the job row), so nothing relies on FIFO's
+exactly-once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -15,6 +24,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +79,12 @@ CONFIGURATION_ERROR_CODES = frozenset(
 )
 
 RECEIPT_HANDLE_ERROR_CODES = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"})
+# What ChangeMessageVisibility answers for a receipt handle that has expired (the message was received again, or its
+# visibility ran out): not a modelled error but the common `InvalidParameterValue`, "Value ... for parameter
+# ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change." (or
+# "The receipt handle has expired."). The timeout is range-checked before the call, so the only other cause, the
+# 12-hour total visibility of one message, also means "this delivery can no longer be re-hidden".
+STALE_VISIBILITY_ERROR_CODES = frozenset({*RECEIPT_HANDLE_ERROR_CODES, "InvalidParameterValue"})
 
 MAX_BATCH = 10
 MAX_WAIT_SECONDS = 20
@@ -156,6 +172,7 @@ class SqsJobQueue:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.queue_url = queue_url
+        self.fifo = queue_url.rstrip("/").endswith(".fifo")
         self.visibility_timeout_s = visibility_timeout_s
         self.max_message_bytes = max_message_bytes
         self._max_attempts = max_attempts
@@ -188,7 +205,13 @@ class SqsJobQueue:
         bad = _INVALID_BODY_CHARS.search(body)
         if bad:
             raise ValueError(f"message body contains {bad.group()!r} at {bad.start()}, which SQS does not accept")
-        answer = self._call("send_message", QueueUrl=self.queue_url, MessageBody=body)
+        fifo: dict[str, str] = {}
+        if self.fifo:
+            fifo = {
+                "MessageGroupId": hashlib.sha256(body.encode("utf-8")).hexdigest(),
+                "MessageDeduplicationId": uuid.uuid4().hex,
+            }
+        answer = self._call("send_message", QueueUrl=self.queue_url, MessageBody=body, **fifo)
         return str(answer["MessageId"])
 
     def receive(
@@ -247,7 +270,7 @@ class SqsJobQueue:
                 VisibilityTimeout=int(timeout_seconds),
             )
         except botocore.exceptions.ClientError as error:
-            if _error_codes(error) & RECEIPT_HANDLE_ERROR_CODES:
+            if _error_codes(error) & STALE_VISIBILITY_ERROR_CODES:
                 raise ReceiptHandleInvalid(f"receipt handle is invalid or stale: {_message(error)}") from None
             raise
 

@@ -5,8 +5,14 @@ current statuses (and the attempt when given) with `return=representation`: Post
 an empty result means another writer changed the row first (the race was lost). Lists page with a (created_at, id)
 cursor; the query only uses filters PostgREST's simplest grammar has (no `or=`), as two range queries.
 
-Errors: postgrest's APIError carries PostgreSQL's SQLSTATE (or PostgREST's PGRSTxxx, or the HTTP status when a proxy
-answered) in `.code`; the HTTP status is not exposed. Codes are mapped to domain errors below. Only the errors in
+Errors: postgrest's APIError carries PostgreSQL's SQLSTATE (or PostgREST's PGRSTxxx) in `.code`; codes are mapped to
+domain errors below. An answer that did not come from PostgREST but from the API gateway in front of it (a wrong
+`apikey`, the gateway's own 5xx, a proxy's HTML error page) has no such code: postgrest-py then sets `.code` to the
+HTTP status (a body that is not JSON) or to None (JSON without a code, e.g. Supabase's 401 "Invalid API key"), and
+never exposes the status itself, so the store reads it from the response as it arrives. A gateway answer is never
+the caller's mistake nor a bug in a query: it is StoreUnavailable (503), retried like any transient error when the
+status says the gateway or its upstream was briefly unavailable (408, 429, 5xx), and not retried otherwise (a key
+the gateway refuses stays refused). Only the errors in
 TRANSIENT_ERRORS are retried, a bounded number of times with backoff, and only for reads and idempotent writes
 (upserts, deletes); a compare-and-set or an insert is never retried blindly, because its first try may have been
 applied before the answer was lost. supabase-py's own retry (GET only, sleeps of 1, 2, 4 s) is turned off so that
@@ -16,6 +22,7 @@ this module alone decides.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -40,18 +47,20 @@ DEFAULT_BACKOFF_S = 0.25
 # insufficient resources (53xxx), operator intervention such as a restart (57P0x), serialization failures and
 # deadlocks (40001, 40P01), PostgREST losing its connection pool (PGRST000-PGRST003), and gateway statuses.
 TRANSIENT_CODE_PREFIXES = ("08", "53", "57P0")
-TRANSIENT_CODES = frozenset(
-    {"40001", "40P01", "PGRST000", "PGRST001", "PGRST002", "PGRST003", "500", "502", "503", "504", "520"}
-)
+TRANSIENT_CODES = frozenset({"40001", "40P01", "PGRST000", "PGRST001", "PGRST002", "PGRST003"})
+# Gateway statuses worth repeating the request for: a timeout, rate limiting, and every 5xx (the gateway's own, its
+# upstream's, a CDN's 52x).
+TRANSIENT_GATEWAY_STATUSES = frozenset({408, 429})
 # The key was refused: misconfiguration on our side, not the caller's fault, and not worth retrying.
 REFUSED_KEY_CODES = frozenset({"42501", "PGRST301", "PGRST302", "PGRST303"})
 
 
 class TransientApiError(Exception):
-    """An APIError whose code is in TRANSIENT_CODES / TRANSIENT_CODE_PREFIXES."""
+    """An APIError whose code is in TRANSIENT_CODES / TRANSIENT_CODE_PREFIXES, or a gateway answer with a status that
+    is transient (TRANSIENT_GATEWAY_STATUSES, 5xx)."""
 
     def __init__(self, error: APIError):
-        super().__init__(f"{error.code}: {error.message}")
+        super().__init__(f"{error.code or 'the API gateway'}: {error.message}")
         self.error = error
 
 
@@ -70,6 +79,22 @@ def _is_transient_code(code: str | None) -> bool:
     return code is not None and (code in TRANSIENT_CODES or code.startswith(TRANSIENT_CODE_PREFIXES))
 
 
+def _gateway_status(error: APIError, last_status: int | None) -> int | None:
+    """The HTTP status of an answer that came from the gateway rather than PostgREST, or None for PostgREST's own
+    errors. PostgREST always sets `code` (a 5-character SQLSTATE or PGRSTxxx); postgrest-py puts the 3-digit status
+    there for a body that is not JSON, and leaves it None for JSON without a code (module doc)."""
+    code = error.code
+    if code is None or code == "":
+        return last_status or 0
+    if len(code) == 3 and code.isdigit():
+        return int(code)
+    return None
+
+
+def _is_transient_status(status: int) -> bool:
+    return status >= 500 or status in TRANSIENT_GATEWAY_STATUSES
+
+
 def _execute_range(query: Callable[[], Any], start: int, end: int) -> APIResponse:
     return query().range(start, end).execute()
 
@@ -78,6 +103,16 @@ def _rows(response: APIResponse) -> list[dict[str, Any]]:
     """The rows of a PostgREST answer: every request here selects rows (or returns the changed ones), so `data` is a
     JSON array of objects."""
     return cast(list[dict[str, Any]], response.data)
+
+
+def _gateway_refusal(error: APIError, status: int, doing: str) -> str:
+    what = error.message or "no message"
+    if status in (401, 403):
+        return (
+            f"the Supabase API gateway refused the backend's key while {doing} (HTTP {status}: {what}); "
+            "SUPABASE_KEY must be the service_role (or secret) key of the project SUPABASE_URL names"
+        )
+    return f"the Supabase API gateway answered HTTP {status} while {doing} ({what}); check SUPABASE_URL"
 
 
 def _domain_error(error: APIError, doing: str, job_id: str | None) -> AppError:
@@ -186,6 +221,10 @@ class SupabaseJobStore:
             raise ValueError("max_attempts must be at least 1")
         self._http = http_client or httpx.Client(timeout=timeout_s)
         self._owns_http = http_client is None
+        # The status of the last answer in this thread: postgrest-py does not expose it on a gateway's error (module
+        # doc). Requests are synchronous, so the hook runs in the thread that then reads the status.
+        self._answers = threading.local()
+        self._http.event_hooks["response"].append(self._remember_status)
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
         self.client: Client = create_client(
@@ -214,6 +253,9 @@ class SupabaseJobStore:
         if self._owns_http:
             self._http.close()
 
+    def _remember_status(self, response: httpx.Response) -> None:
+        self._answers.status = response.status_code
+
     # --- calling PostgREST ------------------------------------------------------------------------------------
 
     def _table(self, name: str):
@@ -241,16 +283,25 @@ class SupabaseJobStore:
     ) -> list[dict[str, Any]]:
         return _rows(self._call(doing, request, idempotent=idempotent, job_id=job_id))
 
+    def request(self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool) -> APIResponse:
+        """One PostgREST request with this store's retries and error mapping, for the adapters of other tables that
+        share its client (robotrain.adapters.supabase_api_keys)."""
+        return self._call(doing, request, idempotent=idempotent)
+
     def _call(
         self, doing: str, request: Callable[[], APIResponse], *, idempotent: bool, job_id: str | None = None
     ) -> APIResponse:
         attempts = self._max_attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
+                self._answers.status = None
                 try:
                     return request()
                 except APIError as error:
-                    if _is_transient_code(error.code):
+                    status = _gateway_status(error, self._answers.status)
+                    if status is not None and not _is_transient_status(status):
+                        raise StoreUnavailable(_gateway_refusal(error, status, doing)) from error
+                    if status is not None or _is_transient_code(error.code):
                         raise TransientApiError(error) from error
                     raise
             except TRANSIENT_ERRORS as error:

@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
+from robotrain.api.apikeys import router as api_keys_router
 from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
 from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
+from robotrain.apikeys.service import ApiKeyService
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components, TokenVerifier
 
@@ -32,11 +34,13 @@ def create_app(
     components: Components,
     *,
     verifier: TokenVerifier,
-    kick: Callable[[], None] | None = None,
+    api_keys: ApiKeyService | None = None,
+    kick: Callable[[str], None] | None = None,
     background: Sequence[Background] = (),
 ) -> FastAPI:
-    """The API over `components`, authenticating with `verifier`. `kick` is how a submit wakes the control plane
-    (a local loop's kick, or spawning Modal's drain); `background` is started and stopped with the app."""
+    """The API over `components`, authenticating sessions with `verifier` and personal API keys with `api_keys`
+    (None: not accepted). `kick(job_id)` is how a submit wakes the control plane (a local loop's kick, or spawning
+    Modal's drain for that job); `background` is started and stopped with the app."""
     settings = components.settings
     service = JobService(components, kick=kick)
 
@@ -60,10 +64,12 @@ def create_app(
     app.state.components = components
     app.state.service = service
     app.state.verifier = verifier
+    app.state.api_keys = api_keys  # None: API keys are neither issued nor accepted
     app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(jobs_router)
+    app.include_router(api_keys_router)
     # The last added runs first: security headers wrap everything (413s and CORS preflights included), and CORS
     # wraps the size limit so a browser can read its 413.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -1,17 +1,25 @@
 """Typed dependencies: the caller's identity, the internal caller check, the service, and a job loader that 404s
 for a missing job and for another user's job alike, so an ownership check cannot be forgotten.
 
+The caller is a `Principal`: the user, and which kind of credential proved it. A bearer token that starts with `rt_`
+is a personal API key (robotrain.apikeys), checked by the API key service; anything else is a session JWT (Clerk's,
+or a locally minted one), checked by the verifier. API keys are accepted only in the Authorization header, never
+from the session cookie.
+
 All of them are sync functions, which FastAPI runs in its threadpool: token verification may fetch a JWKS
 (blocking) and the store is sync, so neither ever blocks the event loop."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from robotrain.apikeys.models import looks_like_api_key
+from robotrain.apikeys.service import ApiKeyService
 from robotrain.errors import Forbidden, Unauthorized
 from robotrain.jobs.models import Job
 from robotrain.jobs.service import JobService
@@ -43,6 +51,18 @@ ServiceDep = Annotated[JobService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+def get_api_keys(request: Request) -> ApiKeyService | None:
+    return request.app.state.api_keys
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and with what: a session (Clerk's or a local JWT) or a personal API key."""
+
+    user_id: str
+    credential: Literal["session", "api_key"]
+
+
 def _session_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is not None:
         return credentials.credentials
@@ -55,10 +75,26 @@ def _session_token(request: Request, credentials: HTTPAuthorizationCredentials |
     raise Unauthorized()
 
 
-def current_user(
-    request: Request, credentials: Credentials, verifier: Annotated[TokenVerifier, Depends(get_verifier)]
-) -> str:
-    return verifier.verify(_session_token(request, credentials))
+def current_principal(
+    request: Request,
+    credentials: Credentials,
+    verifier: Annotated[TokenVerifier, Depends(get_verifier)],
+    api_keys: Annotated[ApiKeyService | None, Depends(get_api_keys)],
+) -> Principal:
+    token = _session_token(request, credentials)
+    if credentials is not None and looks_like_api_key(token):
+        if api_keys is None:
+            raise Unauthorized("this server does not accept API keys")
+        return Principal(api_keys.authenticate(token), "api_key")
+    return Principal(verifier.verify(token), "session")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def current_user(principal: CurrentPrincipal) -> str:
+    """The caller's user id (FastAPI resolves the principal once per request, however many dependencies ask)."""
+    return principal.user_id
 
 
 CurrentUser = Annotated[str, Depends(current_user)]

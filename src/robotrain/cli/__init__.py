@@ -1,8 +1,9 @@
 """`robotrain`: run the server (`serve`), mint a local token (`token`), and drive jobs over HTTP as a client
 (`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`).
 
-The client commands talk to --url (or ROBOTRAIN_URL) with --token (or ROBOTRAIN_TOKEN). A server error is printed
-as one line, `error <code>: <message>`, and the command exits with status 1."""
+The client commands talk to --url (or ROBOTRAIN_URL) with --token (or ROBOTRAIN_TOKEN); without them, with the URL
+and API key that `robotrain login` stored (robotrain.cli.login). A server error is printed as one line,
+`error <code>: <message>`, and the command exits with status 1."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from robotrain.cli.jobs import (
     cmd_show,
     cmd_submit,
 )
+from robotrain.cli.login import cmd_login, cmd_logout, load_key
 from robotrain.cli.server import cmd_serve, cmd_token
 from robotrain.settings import ClientSettings
 
@@ -59,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("job_id")
     logs.add_argument("--follow", action="store_true")
 
+    login = commands.add_parser("login", help="create an API key with a session token (or store --key) for the CLI")
+    login.add_argument("--name", help="what the key is for (default: robotrain CLI on <host>)")
+    login.add_argument("--expires-in-days", type=int, help="default: the key does not expire")
+    login.add_argument("--key", help="store this existing API key (rt_...) instead of creating one")
+    commands.add_parser("logout", help="revoke the stored API key and delete it")
+
     download = commands.add_parser("download", help="download a job's artifacts (all, or one with --path)")
     download.add_argument("job_id")
     download.add_argument("--path")
@@ -89,9 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token":
             return cmd_token(args, out)
         client_settings = ClientSettings()
+        credentials = client_settings.credentials_file
         token = args.token or (client_settings.token.get_secret_value() if client_settings.token else None)
-        api = ApiClient(args.url or client_settings.url, token)
+        url_given = args.url or ("url" in client_settings.model_fields_set and client_settings.url)
+        # What `login` stored: read only when something is missing (a corrupt file never blocks --url/--token use).
+        stored = load_key(credentials) if token is None or not url_given or args.command == "logout" else None
+        url = url_given or (stored.url if stored is not None else client_settings.url)
+        if token is None and stored is not None and args.command != "login" and _same(stored.url, url):
+            token = stored.key  # the key `login` stored, only for the server it was made for
+        api = ApiClient(url, token)
         try:
+            if args.command == "login":
+                return cmd_login(api, args, out, credentials)
+            if args.command == "logout":
+                return cmd_logout(api, args, out, credentials)
             return CLIENT_COMMANDS[args.command](api, args, out)
         finally:
             api.close()
@@ -100,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _same(url: str, other: str) -> bool:
+    return url.rstrip("/") == other.rstrip("/")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class ApiClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=REQUEST_TIMEOUT_S)
         self.url = url
+        self.has_token = bool(token)
 
     def close(self) -> None:
         self._http.close()

@@ -19,6 +19,14 @@ Fault handling, per message:
   (retrying a programming error only delays the same failure, and a job must never stay stuck in starting);
 - the store or queue being unreachable (DEPENDENCY_DOWN_ERRORS) ends this drain and leaves the message; it comes back
   after its visibility timeout.
+
+Receiving: SQS's short polling samples a subset of its servers and may answer empty while messages wait, so a drain
+over SQS long-polls (`receive_wait_s` >= 1 queries every server) and stops at the first empty answer, which is then
+true. A drain kicked for one job (`drain_once(wait_for=job_id)`: the API's kick after a submit) keeps receiving until
+it has received that job's message, the job is no longer waiting for one (claimed by an earlier drain, cancelled,
+or never sent: the sweep re-sends it), or `kick_wait_s` has passed, so a message that is not yet visible when the
+kick arrives still starts at once instead of at the next scheduled drain. The embedded queue (one SQLite file) never
+answers empty while a message is visible, so the local dispatch loop polls without waiting and stops promptly.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import logging
 import math
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -64,6 +74,9 @@ class DrainReport:
     launch_failures: int = 0
     failed: list[str] = field(default_factory=list)  # jobs this drain ended failed (launch gave up)
     at_capacity: bool = False
+    receives: int = 0  # calls to the queue's receive
+    waited_for: str | None = None  # the job this drain was kicked for
+    waited_for_seen: bool = False  # its message was received by this drain
 
 
 def named_job(body: str) -> str | None:
@@ -94,12 +107,20 @@ class Drainer:
         launch_backoff_base_s: float = 2.0,
         launch_backoff_max_s: float = 300.0,
         max_rounds: int = 10,
+        receive_wait_s: float = 0.0,
+        kick_wait_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        """`receive_wait_s`: the long-poll wait of each receive (0 for the embedded queue, >= 1 for SQS);
+        `kick_wait_s`: how long a drain kicked for a job keeps receiving until it sees that job (module doc)."""
         self._c = components
         self._settings = components.settings
         self._backoff_base_s = launch_backoff_base_s
         self._backoff_max_s = launch_backoff_max_s
         self._max_rounds = max_rounds
+        self._receive_wait_s = receive_wait_s
+        self._kick_wait_s = kick_wait_s
+        self._clock = clock
         # One drain at a time per process keeps its report and batches simple; the caps hold without it (the store's
         # claim is atomic across processes).
         self._lock = threading.Lock()
@@ -112,29 +133,50 @@ class Drainer:
         """2, 4, 8, ... seconds (base × 2^(n-1)), capped: the visibility given to a message whose launch failed."""
         return int(min(self._backoff_max_s, self._backoff_base_s * 2 ** max(0, receive_count - 1)))
 
-    def drain_once(self) -> DrainReport:
-        report = DrainReport()
+    def drain_once(self, *, wait_for: str | None = None) -> DrainReport:
+        """Receive and handle messages until the queue answers empty, capacity is reached or `max_rounds` batches
+        were handled; kicked for `wait_for`, keep receiving until that job's message is seen (module doc)."""
+        report = DrainReport(waited_for=wait_for)
         with self._lock:
+            deadline = self._clock() + self._kick_wait_s
+            waiting = wait_for is not None and self._kick_wait_s > 0
+            rounds = 0
             try:
-                for _ in range(self._max_rounds):
+                while rounds < self._max_rounds:
                     free = self._settings.max_concurrent_jobs - self._c.store.count(statuses=JobStatus.active())
                     if free <= 0:
                         report.at_capacity = True
                         break
+                    waiting = waiting and wait_for is not None and self._still_waiting(wait_for, deadline)
                     # Receive only as many as could start: a message received while at capacity would burn one of
                     # its deliveries and end in the dead-letter queue for no fault of its own.
                     messages = self._c.queue.receive(
                         max_messages=min(MAX_BATCH, free),
                         visibility_timeout=self._settings.queue_visibility_timeout_s,
+                        wait_seconds=max(self._receive_wait_s, 1.0) if waiting else self._receive_wait_s,
                     )
+                    report.receives += 1
                     if not messages:
+                        if waiting:
+                            continue
                         break
                     report.received += len(messages)
+                    if wait_for is not None and any(parse_message(m.body) == wait_for for m in messages):
+                        report.waited_for_seen, waiting = True, False
+                    rounds += 1
                     if self._handle_batch(messages, report) is _Outcome.STOP:
                         break
             except DEPENDENCY_DOWN_ERRORS as exc:
                 log.warning("drain stopped: %s; messages not handled come back after their visibility timeout", exc)
         return report
+
+    def _still_waiting(self, job_id: str, deadline: float) -> bool:
+        """Whether a drain kicked for `job_id` should keep receiving for it: its time is not up, and the job is still
+        queued with its message sent (claimed, cancelled or unsent, there is no message to wait for)."""
+        if self._clock() >= deadline:
+            return False
+        job = self._c.store.get(job_id)
+        return job is not None and job.status is JobStatus.QUEUED and job.enqueued_at is not None
 
     def _handle_batch(self, messages: list[QueueMessage], report: DrainReport) -> _Outcome:
         for index, message in enumerate(messages):

@@ -19,8 +19,8 @@ class Dispatcher:
         self._drainer = drainer or Drainer(components)
         self._sweeper = sweeper or Sweeper(components)
 
-    def drain_once(self) -> DrainReport:
-        return self._drainer.drain_once()
+    def drain_once(self, *, wait_for: str | None = None) -> DrainReport:
+        return self._drainer.drain_once(wait_for=wait_for)
 
     def sweep(self) -> SweepReport:
         return self._sweeper.sweep()
@@ -44,7 +44,9 @@ class DispatchLoop:
         self._thread = threading.Thread(target=self._run, name="robotrain-dispatch", daemon=True)
         self._thread.start()
 
-    def kick(self) -> None:
+    def kick(self, job_id: str | None = None) -> None:
+        """Drain now. The job id a submit passes is not needed here: the embedded queue has the job's message the
+        moment the submit returns (robotrain.control.drain, "Receiving")."""
         self._wake.set()
 
     def stop(self, timeout_s: float = 30.0) -> None:

@@ -193,6 +193,9 @@ class Sweeper:
         except TRANSIENT_LAUNCHER_ERRORS as exc:
             log.warning("cannot ask about the worker of %s: %s", job.id, exc)
             return None
+        except Exception:  # noqa: BLE001 - one job's platform error must not stop the sweep of every other job
+            log.exception("asking about the worker of %s raised; treating its liveness as unknown", job.id)
+            return None
 
     def _worker_lost(self, job: Job, report: SweepReport) -> None:
         lost = lost_workers(self._c, job.id) + 1

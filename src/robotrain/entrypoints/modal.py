@@ -1,10 +1,12 @@
 """What the Modal functions in modal_app.py do, kept here so that file stays a thin, literate list of functions.
 
 Each function is one of the three processes: `api` serves requests, `drain` is the control plane, `train` is a
-worker. Every container builds its Components once, from the environment (the Modal secret supplies the Supabase,
+worker. Every container builds its Components once, from the environment (the Modal secrets supply the Supabase,
 SQS and Clerk variables), with two Modal-specific adapters: the Launcher spawns the app's `train` function, and the
 artifact store is the mounted Volume, reloaded before reads and committed after each checkpoint so the API container
-sees what a GPU container wrote. A warm drain container reuses its store, queue and sweeper across its scheduled runs.
+sees what a GPU container wrote. A warm drain container reuses one Dispatcher (its store and queue clients, and the
+sweeper's state, such as when it last forgot old idempotency keys) across its runs, scheduled or kicked; an `api`
+container builds its app once (Modal calls the factory once per container); a `train` container runs one input.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 
 from robotrain.adapters.modal_launcher import ModalLauncher, SpawnableFunction, spawn_quietly
 from robotrain.adapters.modal_volume import VolumeArtifactStore
-from robotrain.control import Dispatcher
+from robotrain.control import Dispatcher, Drainer
 from robotrain.ports import Components
 from robotrain.settings import Settings
-from robotrain.wiring import build_components, build_verifier
+from robotrain.wiring import build_api_keys, build_components, build_verifier
 
 # One Dispatcher per container (per settings, so tests that run several configurations in one process stay apart).
 _dispatchers: dict[str, Dispatcher] = {}
@@ -37,14 +39,31 @@ def api_app(settings: Settings, *, train: SpawnableFunction, drain: Any, volume:
     """The ASGI app of an `api` container (Modal calls the factory once per container)."""
     from robotrain.api.app import create_app
 
+    if settings.launcher == "modal" and not settings.uses_clerk:
+        # In the service's image (ROBOTRAIN_LAUNCHER=modal) without Clerk, users could only present tokens signed
+        # by a key minted inside this container: refuse to start rather than serve an API nobody can use.
+        raise RuntimeError(
+            "the API on Modal needs Clerk: set CLERK_PUBLISHABLE_KEY (or CLERK_JWT_KEY, CLERK_JWKS_URL, "
+            "CLERK_SECRET_KEY) in the robotrain-api secret"
+        )
     components = modal_components(settings, train=train, volume=volume)
-    # No in-process loop on Modal: each submit spawns the drain function, and its schedule is the safety net.
-    return create_app(components, verifier=build_verifier(settings), kick=lambda: spawn_quietly(drain))
+    # No in-process loop on Modal: each submit spawns the drain function for its job, and its schedule is the
+    # safety net.
+    return create_app(
+        components,
+        verifier=build_verifier(settings),
+        api_keys=build_api_keys(settings, components.store),
+        kick=lambda job_id: spawn_quietly(drain, job_id),
+    )
 
 
-def drain_and_sweep(settings: Settings, *, train: SpawnableFunction, volume: Any) -> dict[str, Any]:
+def drain_and_sweep(settings: Settings, job_id: str = "", *, train: SpawnableFunction, volume: Any) -> dict[str, Any]:
+    """One run of the `drain` function. Kicked for a job (`job_id`), it drains (waiting for that job's message) and
+    leaves the sweep to the scheduled runs, so a burst of submits does not sweep once per job."""
     dispatcher = _container_dispatcher(settings, train=train, volume=volume)
-    drained = dispatcher.drain_once()
+    drained = dispatcher.drain_once(wait_for=job_id or None)
+    if job_id:
+        return {"drain": repr(drained)}
     swept = dispatcher.sweep()
     return {"drain": repr(drained), "sweep": repr(swept)}
 
@@ -54,7 +73,11 @@ def _container_dispatcher(settings: Settings, *, train: SpawnableFunction, volum
     with _dispatchers_lock:
         dispatcher = _dispatchers.get(key)
         if dispatcher is None:
-            dispatcher = _dispatchers[key] = Dispatcher(modal_components(settings, train=train, volume=volume))
+            components = modal_components(settings, train=train, volume=volume)
+            drainer = Drainer(
+                components, receive_wait_s=settings.drain_receive_wait_s, kick_wait_s=settings.drain_kick_wait_s
+            )
+            dispatcher = _dispatchers[key] = Dispatcher(components, drainer=drainer)
         return dispatcher
 
 

@@ -99,11 +99,15 @@ def enqueue(components: Components, job: Job) -> Job:
 
 
 def stop_compute(components: Components, handle: str | None) -> None:
-    """Ask the launcher to stop a worker. The job's status is already decided; this only releases compute, so a
-    launcher that cannot be reached now is logged and the sweep asks again (its compute-release pass)."""
+    """Ask the launcher to stop a worker. The job's status is already decided; this only releases compute, so it
+    never raises: a launcher that cannot be reached now, or that refuses (a platform error that is not transient),
+    is logged, and the sweep's compute-release pass asks again while the worker still runs. The worker also stops
+    itself when it sees that its job is over."""
     if not handle:
         return
     try:
         components.launcher.cancel(handle)
     except TRANSIENT_LAUNCHER_ERRORS as exc:
-        log.warning("could not stop worker %s: %s (it stops itself when it sees the job is over)", handle, exc)
+        log.warning("could not stop worker %s: %s (the sweep asks again)", handle, exc)
+    except Exception:  # noqa: BLE001 - the decision is made and recorded; a refused stop must not undo or hide it
+        log.exception("stopping worker %s raised an error that is not transient; the sweep asks again", handle)

@@ -41,7 +41,8 @@ def default_job_name(spec: TrainSpec) -> str:
 
 
 class JobService:
-    def __init__(self, components: Components, *, kick: Callable[[], None] | None = None):
+    def __init__(self, components: Components, *, kick: Callable[[str], None] | None = None):
+        """`kick(job_id)` wakes the control plane for a job just queued."""
         self._components = components
         self._store = components.store
         self._kick = kick
@@ -203,7 +204,7 @@ class JobService:
         )
         job = enqueue(self._components, job)
         if self._kick is not None:
-            self._kick()
+            self._kick(job.id)
         return job
 
     def _wait_for_idempotent_job(self, user_id: str, job_id: str) -> Job:

@@ -32,7 +32,7 @@ class StopReason(StrEnum):
     CANCELLED = "cancelled"  # the job was cancelled (or otherwise ended) by someone else
     SUPERSEDED = "superseded"  # the job went back to the queue; a newer attempt owns it now
     TIMEOUT = "timeout"  # compute.timeout_minutes elapsed since this attempt started
-    TERMINATED = "terminated"  # the process was asked to exit (SIGTERM: cancel or preemption)
+    TERMINATED = "terminated"  # the process was asked to exit (SIGTERM or SIGINT: cancel, preemption, shutdown)
 
 
 _CHECK_INTERVAL_S = 1.0  # should_stop() is called every step; read the job at most this often

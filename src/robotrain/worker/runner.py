@@ -69,9 +69,11 @@ def _take_attempt(store: JobStore, job_id: str, attempt: int, *, resume_own_atte
     return running
 
 
-def _train(components: Components, running: Job, spec: TrainSpec) -> tuple[TrainResult, StopReason | None] | None:
-    """Run training under a reporter fenced on this attempt; the result and why it stopped early (if it did), or
-    None when training failed (the job is then already failed)."""
+def _train(
+    components: Components, running: Job, spec: TrainSpec
+) -> tuple[TrainResult, StopReason | None, str | None] | None:
+    """Run training under a reporter fenced on this attempt; the result, why it stopped early (if it did) and the
+    signal that asked it to (if one did), or None when training failed (the job is then already failed)."""
     # Imported here so the service (which only imports this module for run_worker) does not load torch.
     from training.errors import TrainingError
     from training.trainer import run as train
@@ -87,7 +89,7 @@ def _train(components: Components, running: Job, spec: TrainSpec) -> tuple[Train
         progress_interval_s=settings.progress_interval_s,
         on_checkpoint=lambda: components.artifacts.publish(job_id),
     )
-    with reporter, _stop_on_sigterm(reporter):
+    with reporter, _stop_on_signals(reporter) as signals:
         try:
             result = train(
                 spec,
@@ -106,11 +108,16 @@ def _train(components: Components, running: Job, spec: TrainSpec) -> tuple[Train
             _fail(components.store, running, ErrorCode.TRAINING_ERROR, f"{type(exc).__name__}: {exc}")
             return None
     components.artifacts.publish(job_id)
-    return result, reporter.stop_reason
+    return result, reporter.stop_reason, signals.received
 
 
 def _finish(
-    components: Components, running: Job, spec: TrainSpec, result: TrainResult, reason: StopReason | None
+    components: Components,
+    running: Job,
+    spec: TrainSpec,
+    result: TrainResult,
+    reason: StopReason | None,
+    signal_name: str | None,
 ) -> None:
     """The attempt's last transition, decided by why training returned."""
     store = components.store
@@ -118,10 +125,17 @@ def _finish(
         minutes = spec.compute.timeout_minutes
         _fail(store, running, ErrorCode.TIMEOUT, f"the job ran past compute.timeout_minutes ({minutes})")
     elif reason is StopReason.TERMINATED:
-        # Asked to exit without a cancel (e.g. preempted): hand the job back; the next attempt resumes from the
-        # checkpoint just saved. A cancel that raced with the signal makes this a no-op.
+        # Asked to exit without a cancel (preempted, or the machine shutting down): hand the job back; the next
+        # attempt resumes from the checkpoint just saved. A cancel that raced with the signal makes this a no-op.
         requeued = apply_transition(store, running, JobStatus.QUEUED, reason="preempted", launch_handle=None)
         if requeued is not None:
+            store.append_event(
+                running.id,
+                EventKind.LOG,
+                f"preempted ({signal_name or 'asked to stop'}) at step {result.steps_done}: checkpoint "
+                f"{result.checkpoint} saved; the next attempt resumes from it",
+                {"signal": signal_name, "step": result.steps_done, "checkpoint": result.checkpoint},
+            )
             enqueue(components, requeued)
     elif reason is None:
         # The final progress comes from the result: an attempt that resumed at the last step reports no progress.
@@ -154,14 +168,32 @@ def _fail(store: JobStore, job: Job, code: ErrorCode | str, message: str) -> Non
     apply_transition(store, job, JobStatus.FAILED, error=error)
 
 
+# The signals that ask a worker to checkpoint and hand its job back: SIGTERM (a local cancel, a machine shutting
+# down) and SIGINT, which Modal sends first when it preempts a container (SIGKILL follows about 30 s later; Modal's
+# preemption guide). Without a handler SIGINT would raise KeyboardInterrupt in the middle of a training step.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _ReceivedSignal:
+    received: str | None = None
+
+
 @contextmanager
-def _stop_on_sigterm(reporter: JobReporter) -> Iterator[None]:
-    """SIGTERM (a cancel, or the platform reclaiming the machine) asks training to checkpoint and return."""
+def _stop_on_signals(reporter: JobReporter) -> Iterator[_ReceivedSignal]:
+    """While training runs, STOP_SIGNALS ask it to finish its step, checkpoint and return (the handler only sets a
+    flag). Python delivers signals to the main thread only, so elsewhere (a test's thread) nothing is installed."""
+    signals = _ReceivedSignal()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield signals
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: reporter.request_stop(StopReason.TERMINATED))
+
+    def stop(signum: int, frame: object) -> None:
+        signals.received = signal.Signals(signum).name
+        reporter.request_stop(StopReason.TERMINATED)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
     try:
-        yield
+        yield signals
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,5 +1,5 @@
-"""ModalLauncher at its seam. Modal cannot run here (no account, no network), so a fake spawnable function and fake
-FunctionCalls stand in for it; they record exactly what the launcher asks of Modal."""
+"""ModalLauncher at its seam. Modal cannot run here (no account, no network), so the fake spawnable function and
+FunctionCalls of tests/support/modal_fakes.py stand in for it; they record exactly what the launcher asks of Modal."""
 
 from __future__ import annotations
 
@@ -11,45 +11,8 @@ import pytest
 from robotrain.adapters.modal_launcher import TIMEOUT_GRACE_S, ModalLauncher
 from robotrain.errors import LaunchError
 from robotrain.jobs.models import Job, JobStatus
-
-
-class FakeCall:
-    def __init__(self, object_id: str, outcome: BaseException | None = None):
-        self.object_id = object_id
-        self.outcome = outcome
-        self.cancel_error: Exception | None = None
-        self.cancelled_with: list[bool] = []
-
-    def get(self, timeout: float | None = None):
-        assert timeout == 0, "the launcher must only poll"
-        if self.outcome is not None:
-            raise self.outcome
-        return None
-
-    def cancel(self, terminate_containers: bool = False) -> None:
-        if self.cancel_error is not None:
-            raise self.cancel_error
-        self.cancelled_with.append(terminate_containers)
-
-
-class FakeTrainFunction:
-    def __init__(self):
-        self.options: list[dict] = []
-        self.spawned: list[tuple] = []
-        self.calls: dict[str, FakeCall] = {}
-        self.spawn_errors: list[Exception] = []
-
-    def with_options(self, **options):
-        self.options.append(options)
-        return self
-
-    def spawn(self, *args):
-        if self.spawn_errors:
-            raise self.spawn_errors.pop(0)
-        self.spawned.append(args)
-        call = FakeCall(f"fc-{len(self.spawned)}")
-        self.calls[call.object_id] = call
-        return call
+from tests.support.modal_fakes import FakeFunction
+from training.spec import MAX_TIMEOUT_MINUTES
 
 
 def a_job(compute: dict | None = None, attempt: int = 1) -> Job:
@@ -70,12 +33,12 @@ def a_job(compute: dict | None = None, attempt: int = 1) -> Job:
 
 
 @pytest.fixture
-def train() -> FakeTrainFunction:
-    return FakeTrainFunction()
+def train() -> FakeFunction:
+    return FakeFunction()
 
 
 @pytest.fixture
-def launcher(train: FakeTrainFunction) -> ModalLauncher:
+def launcher(train: FakeFunction) -> ModalLauncher:
     return ModalLauncher(train, default_gpu="A10G", function_call_from_id=lambda handle: train.calls[handle])
 
 
@@ -186,3 +149,9 @@ def test_a_transient_cancel_error_is_a_launch_error(launcher, train):
 
     with pytest.raises(LaunchError):
         launcher.cancel(handle)
+
+
+def test_the_longest_timeout_a_spec_allows_launches_within_modals_24_hour_cap(launcher, train):
+    launcher.launch(a_job({"timeout_minutes": MAX_TIMEOUT_MINUTES}))
+
+    assert train.options[0]["timeout"] <= 24 * 60 * 60

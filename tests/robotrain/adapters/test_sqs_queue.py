@@ -1,28 +1,25 @@
 """SqsJobQueue against moto's SQS server (a separate process on 127.0.0.1, real HTTP, real boto3).
 
 Each test gets its own uniquely named queue (and DLQ) so tests never see each other's messages, even when other
-suites share the session's moto server. Transient-error retries are proved with a small HTTP server that answers
-errors a set number of times and then forwards to moto.
+suites share the session's moto server. Transient-error retries are proved with a small HTTP server in front of moto
+(tests/support/sqs_front.py) that answers errors a set number of times and then forwards to moto.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
 
 from robotrain.adapters.sqs_queue import SqsJobQueue, create_queue_with_dlq
 from robotrain.errors import QueueUnavailable
-from robotrain.ports import MessageTooLarge
+from robotrain.ports import MessageTooLarge, ReceiptHandleInvalid
 from tests.robotrain.adapters.queue_contract import JobQueueContract
 from tests.support.moto import free_port
+from tests.support.sqs_front import FaultySqsFront
 
 REGION = "us-east-1"
 
@@ -176,66 +173,13 @@ def test_ping_of_an_unreachable_endpoint_is_queue_unavailable(aws_env: str):
         queue.ping()
 
 
-class _FaultyFront:
-    """An HTTP server in front of moto: answers the first `failures` requests with `status` and an SQS JSON error
-    of type `code`, then forwards every request to moto unchanged. Counts the requests it saw."""
-
-    def __init__(self, backend: str, *, failures: int, status: int, code: str):
-        self.requests = 0
-        front = self
-        target = urlsplit(backend)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                front.requests += 1
-                if front.requests <= failures:
-                    payload = json.dumps({"__type": f"com.amazonaws.sqs#{code}", "message": "injected"}).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/x-amz-json-1.0")
-                    self.send_header("x-amzn-query-error", f"{code};Receiver")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
-                upstream.request("POST", self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in {"content-length", "connection", "transfer-encoding", "server", "date"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                upstream.close()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> _FaultyFront:
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.mark.parametrize(
     ("status", "code"), [(503, "ServiceUnavailable"), (400, "ThrottlingException"), (500, "InternalError")]
 )
 def test_transient_errors_are_retried_and_the_call_then_succeeds(
     aws_env: str, queue_urls: tuple[str, str], status: int, code: str
 ):
-    with _FaultyFront(aws_env, failures=2, status=status, code=code) as front:
+    with FaultySqsFront(aws_env, failures=2, status=status, code=code) as front:
         queue = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=front.url, backoff_s=0.01, max_attempts=3)
         message_id = queue.send("through the storm")
         assert front.requests == 3
@@ -245,7 +189,7 @@ def test_transient_errors_are_retried_and_the_call_then_succeeds(
 
 
 def test_transient_errors_past_the_attempt_limit_become_queue_unavailable(aws_env: str, queue_urls: tuple[str, str]):
-    with _FaultyFront(aws_env, failures=10, status=503, code="ServiceUnavailable") as front:
+    with FaultySqsFront(aws_env, failures=10, status=503, code="ServiceUnavailable") as front:
         queue = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=front.url, backoff_s=0.01, max_attempts=3)
         with pytest.raises(QueueUnavailable, match="ServiceUnavailable"):
             queue.send("never")
@@ -253,11 +197,84 @@ def test_transient_errors_past_the_attempt_limit_become_queue_unavailable(aws_en
 
 
 def test_a_configuration_error_is_not_retried(aws_env: str, queue_urls: tuple[str, str]):
-    with _FaultyFront(aws_env, failures=10, status=403, code="AccessDenied") as front:
+    with FaultySqsFront(aws_env, failures=10, status=403, code="AccessDenied") as front:
         queue = SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=front.url, backoff_s=0.01, max_attempts=3)
         with pytest.raises(QueueUnavailable, match="AccessDenied"):
             queue.send("never")
         assert front.requests == 1
+
+
+# --- stale receipt handles -----------------------------------------------------------------------------------------
+
+AWS_EXPIRED_HANDLE = (
+    "Value AQEBexample for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for "
+    "visibility timeout change."
+)
+
+
+def test_awss_answer_to_an_expired_receipt_handle_is_receipt_handle_invalid(aws_env: str, queue: SqsJobQueue):
+    queue.send("received, then received again elsewhere")
+    [message] = queue.receive(visibility_timeout=30)
+    # what SQS answers ChangeMessageVisibility for an expired handle: the common InvalidParameterValue, not a
+    # modelled ReceiptHandleIsInvalid (moto cannot expire handles, so the front answers as AWS does)
+    with FaultySqsFront(
+        aws_env,
+        failures=1,
+        status=400,
+        code="InvalidParameterValue",
+        operation="AmazonSQS.ChangeMessageVisibility",
+        message=AWS_EXPIRED_HANDLE,
+        fault="Sender",
+    ) as front:
+        through_front = SqsJobQueue(queue.queue_url, region=REGION, endpoint_url=front.url, max_attempts=3)
+        with pytest.raises(ReceiptHandleInvalid, match="not available for visibility timeout change"):
+            through_front.change_visibility(message.receipt_handle, 0)
+        assert front.requests == 1  # not retried: the handle will not become valid again
+
+
+def test_re_hiding_a_message_past_its_twelve_hour_total_is_receipt_handle_invalid(queue: SqsJobQueue):
+    queue.send("hidden for a long time")
+    [message] = queue.receive(visibility_timeout=30)
+    # moto answers InvalidParameterValue here, as SQS does: the visibility of one message totals at most 12 hours
+    with pytest.raises(ReceiptHandleInvalid, match="beyond the limit"):
+        queue.change_visibility(message.receipt_handle, 43_200)
+
+
+# --- FIFO queues --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fifo_queue(aws_env: str, sqs_client) -> SqsJobQueue:
+    queue_url, _ = create_queue_with_dlq(sqs_client, _unique_name() + ".fifo", max_receive_count=3)
+    return SqsJobQueue(queue_url, region=REGION, endpoint_url=aws_env, visibility_timeout_s=30)
+
+
+def test_a_fifo_queue_takes_sends_with_the_group_and_deduplication_ids_it_requires(fifo_queue: SqsJobQueue):
+    assert fifo_queue.fifo
+    message_id = fifo_queue.send('{"job_id": "job_a"}')
+
+    [message] = fifo_queue.receive(wait_seconds=1)
+
+    assert (message.message_id, message.body) == (message_id, '{"job_id": "job_a"}')
+
+
+def test_on_fifo_one_jobs_message_in_flight_does_not_hold_back_another_jobs(fifo_queue: SqsJobQueue):
+    fifo_queue.send('{"job_id": "job_a"}')
+    fifo_queue.send('{"job_id": "job_b"}')
+
+    [first] = fifo_queue.receive(max_messages=1)  # job_a's message is now in flight (hidden for a backoff, say)
+    [second] = fifo_queue.receive(max_messages=1)
+
+    assert (first.body, second.body) == ('{"job_id": "job_a"}', '{"job_id": "job_b"}')
+
+
+def test_on_fifo_a_deliberate_re_send_of_the_same_body_is_delivered_too(fifo_queue: SqsJobQueue):
+    fifo_queue.send('{"job_id": "job_a"}')
+    fifo_queue.send('{"job_id": "job_a"}')  # the sweep's outbox re-send, or the drain's refreshed message
+
+    messages = fifo_queue.receive(max_messages=10, wait_seconds=1)
+
+    assert [m.body for m in messages] == ['{"job_id": "job_a"}'] * 2
 
 
 # --- setup helper --------------------------------------------------------------------------------------------------

@@ -231,3 +231,66 @@ def test_an_unexpected_rejection_is_a_store_error_not_a_client_error(store: Supa
     with pytest.raises(StoreError, match="23514"):
         store._call("forcing a bad status", bad_status, idempotent=False)
     assert store.get(job.id).status is JobStatus.QUEUED
+
+
+# --- the API gateway in front of PostgREST ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gateway(supabase: SupabaseStack) -> Iterator[postgrest.PostgrestSubset]:
+    """The stack's server answering as Supabase's gateway does (tests/support/postgrest.py), reset afterwards."""
+    subset = supabase.subset
+    subset.gateway_keys = frozenset({supabase.service_key, supabase.anon_key})
+    try:
+        yield subset
+    finally:
+        subset.gateway_keys = None
+        subset.gateway_faults.clear()
+
+
+def test_a_key_the_gateway_refuses_is_store_unavailable_naming_the_key_and_not_retried(
+    supabase: SupabaseStack, gateway
+) -> None:
+    requests: list[httpx.Request] = []
+    # a well-formed service_role JWT, but not this project's key: the gateway answers 401 without a PostgREST code
+    other_project_key = postgrest.mint_jwt(JWT_SECRET, "service_role", ref="another-project")
+    store = make_store(supabase.url, other_project_key, requests=requests, backoff_s=0)
+
+    with pytest.raises(StoreUnavailable, match="SUPABASE_KEY") as raised:
+        store.get("job_x")
+
+    assert raised.value.status_code == 503
+    assert "Invalid API key" in raised.value.message
+    assert len(requests) == 1
+
+
+@pytest.mark.parametrize(
+    "fault", [postgrest.BAD_GATEWAY_HTML, postgrest.UPSTREAM_INVALID_JSON, postgrest.UPSTREAM_TIMEOUT_JSON]
+)
+def test_a_gateway_5xx_is_retried_for_reads_and_the_answer_then_returned(
+    supabase: SupabaseStack, gateway, fault
+) -> None:
+    requests: list[httpx.Request] = []
+    store = make_store(supabase.url, supabase.service_key, requests=requests, max_attempts=3, backoff_s=0.01)
+    job = store.create(make_job())
+    requests.clear()
+    gateway.gateway_faults += [fault, fault]
+
+    assert store.get(job.id) == job
+    assert len(requests) == 3
+
+
+def test_a_gateway_5xx_past_the_attempts_is_store_unavailable_and_a_write_is_not_repeated(
+    supabase: SupabaseStack, gateway
+) -> None:
+    requests: list[httpx.Request] = []
+    store = make_store(supabase.url, supabase.service_key, requests=requests, max_attempts=3, backoff_s=0.01)
+    gateway.gateway_faults += [postgrest.UPSTREAM_INVALID_JSON] * 4
+
+    with pytest.raises(StoreUnavailable, match="502"):  # a HEAD answer has no body: the status is the code
+        store.count(statuses={JobStatus.QUEUED})
+    assert len(requests) == 3
+    requests.clear()
+    with pytest.raises(StoreUnavailable):
+        store.update("job_x", JobChanges(status=JobStatus.STARTING), expected={JobStatus.QUEUED})
+    assert [request.method for request in requests] == ["PATCH"]

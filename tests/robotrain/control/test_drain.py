@@ -280,3 +280,39 @@ def test_with_one_delivery_allowed_the_first_launch_error_is_final(tmp_path: Pat
     job = service.submit("alice", fast_spec())
     drainer.drain_once()
     assert components.store.get(job.id).status is S.FAILED
+
+
+# --- a drain kicked for a job ---------------------------------------------------------------------------------------
+
+
+def test_a_drain_kicked_for_a_job_whose_message_is_not_visible_yet_waits_for_it(tmp_path: Path) -> None:
+    components, service, _, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    components.queue.receive(max_messages=1, visibility_timeout=1)  # not visible for a second (held elsewhere)
+
+    report = Drainer(components, kick_wait_s=30).drain_once(wait_for=job.id)
+
+    assert report.launched == [job.id] and report.waited_for_seen
+    assert launcher.launched == [(job.id, 1)]
+
+
+def test_a_drain_kicked_for_a_job_already_claimed_does_not_wait(tmp_path: Path) -> None:
+    components, service, drainer, _ = setup(tmp_path, max_concurrent_jobs=5)
+    job = service.submit("alice", fast_spec())
+    assert drainer.drain_once().launched == [job.id]  # an earlier drain took it
+
+    report = Drainer(components, kick_wait_s=30).drain_once(wait_for=job.id)
+
+    assert (report.receives, report.received, report.waited_for_seen) == (1, 0, False)
+
+
+def test_a_kicked_drain_stops_waiting_when_its_bound_passes(tmp_path: Path) -> None:
+    components, service, _, launcher = setup(tmp_path)
+    job = service.submit("alice", fast_spec())
+    components.queue.receive(max_messages=1, visibility_timeout=600)  # its message is away for long
+    clock = iter([0.0, 0.0, 31.0, 31.0, 31.0])  # the deadline, the first check, then past the bound
+
+    report = Drainer(components, kick_wait_s=30, clock=lambda: next(clock)).drain_once(wait_for=job.id)
+
+    assert (report.launched, report.waited_for_seen, report.receives) == ([], False, 2)
+    assert components.store.get(job.id).status is S.QUEUED

@@ -28,13 +28,13 @@ def components(tmp_path: Path) -> Components:
 
 
 @pytest.fixture
-def kicks() -> list[int]:
+def kicks() -> list[str]:
     return []
 
 
 @pytest.fixture
-def service(components: Components, kicks: list[int]) -> JobService:
-    return JobService(components, kick=lambda: kicks.append(1))
+def service(components: Components, kicks: list[str]) -> JobService:
+    return JobService(components, kick=kicks.append)
 
 
 def messages(components: Components) -> list[str]:
@@ -48,7 +48,7 @@ def test_submit_stores_a_queued_job_sends_its_message_and_kicks(service, compone
     assert job.enqueued_at is not None
     assert job.spec == fast_spec().model_dump(mode="json")
     assert messages(components) == [f'{{"job_id": "{job.id}"}}']
-    assert kicks == [1]
+    assert kicks == [job.id]  # the control plane is woken for this job
     assert [e.message for e in service.events("alice", job.id)] == ["queued"]
 
 
