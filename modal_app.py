@@ -64,10 +64,18 @@ tuning = {
 
 # ## The images
 #
-# The pinned requirements (torch==2.13.0 resolves to a CUDA build on Linux), then our two packages, added last so a
-# code change does not rebuild the layers below. The service's image also says it runs on Modal.
-base_image = modal.Image.debian_slim(python_version="3.11").pip_install_from_requirements(
-    str(HERE / "requirements.txt")
+# The pinned requirements (torch==2.13.0 resolves to a CUDA build on Linux); ImageNet weights for pretrained vision
+# backbones, downloaded and hash-checked once here at build time by the one stdlib-only file that knows them (jobs
+# never download anything); then our two packages, added last so a code change does not rebuild the layers below.
+# The service's image also says it runs on Modal.
+WEIGHTS_DIR = "/weights"
+WEIGHTS_SCRIPT = HERE / "training" / "policies" / "vision" / "weights.py"
+base_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install_from_requirements(str(HERE / "requirements.txt"))
+    .add_local_file(str(WEIGHTS_SCRIPT), "/opt/robotrain/fetch_weights.py", copy=True)
+    .run_commands(f"python /opt/robotrain/fetch_weights.py {WEIGHTS_DIR}")
+    .env({"ROBOTRAIN_WEIGHTS_DIR": WEIGHTS_DIR})
 )
 image = base_image.env(
     {
@@ -163,7 +171,9 @@ runs_volume = modal.Volume.from_name(RUNS_VOLUME_NAME, create_if_missing=True)
 def train_spec(spec_json: str, run_name: str) -> dict:
     from robotrain.entrypoints import modal as entry
 
-    return entry.train_one_spec(spec_json, Path(RUNS_MOUNT) / run_name, volume=runs_volume)
+    return entry.train_one_spec(
+        spec_json, Path(RUNS_MOUNT) / run_name, volume=runs_volume, weights_dir=Settings().weights_dir
+    )
 
 
 @training_app.local_entrypoint()

@@ -119,11 +119,11 @@ class _VolumeCommittingReporter:
         return False
 
 
-def train_one_spec(spec_json: str, run_dir: Path, *, volume: Any) -> dict[str, Any]:
+def train_one_spec(spec_json: str, run_dir: Path, *, volume: Any, weights_dir: Path | None = None) -> dict[str, Any]:
     """Train one spec outside the service (modal run). Rerunning with the same run name resumes."""
     import training
 
     spec = training.TrainSpec.model_validate_json(spec_json)
-    result = training.run(spec, run_dir, _VolumeCommittingReporter(volume))
+    result = training.run(spec, run_dir, _VolumeCommittingReporter(volume), weights_dir=weights_dir)
     volume.commit()
     return result.model_dump(mode="json")

@@ -1,18 +1,21 @@
 """ImageNet weights for the ResNet-18 backbone: torchvision's IMAGENET1K_V1 state_dict, downloaded once when the
 production image is built (`fetch_imagenet_weights`), then read from a local directory by training jobs, which never
-download anything."""
+download anything.
+
+The download needs only the standard library, so the image build runs this file on its own, before the packages are
+added (`python weights.py DEST_DIR`): the layer holding the weights then changes only when this file does."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
-from training.errors import TrainingError
+if TYPE_CHECKING:
+    from torch import Tensor
 
 IMAGENET_WEIGHTS_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 IMAGENET_WEIGHTS_FILE = "resnet18-f37072fd.pth"
@@ -45,6 +48,10 @@ def fetch_imagenet_weights(dest_dir: Path | str) -> Path:
 
 def load_imagenet_weights(weights_dir: Path | str | None) -> dict[str, Tensor]:
     """The state_dict in `weights_dir`; TrainingError naming what is missing otherwise."""
+    import torch
+
+    from training.errors import TrainingError
+
     if weights_dir is None:
         raise TrainingError(
             "policy.pretrained_backbone needs ImageNet weights, but no weights directory was given "
@@ -68,3 +75,9 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python weights.py DEST_DIR")
+    print(fetch_imagenet_weights(sys.argv[1]))

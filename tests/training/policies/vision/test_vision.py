@@ -3,10 +3,15 @@ unchanged), crops, spatial-softmax keypoints, 2-D positions, and the ImageNet we
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from training.errors import TrainingError
+from training.policies.vision import weights as weights_module
 from training.policies.vision.encoders import (
     CameraGeometry,
     SpatialSoftmax,
@@ -124,3 +129,18 @@ def test_2d_positions_are_distinct_per_location():
     table = sinusoidal_positions_2d(3, 4, 16)
     assert table.shape == (12, 16)
     assert torch.cdist(table, table).add(torch.eye(12)).min() > 0.1
+
+
+def test_the_weights_file_runs_on_its_own_without_torch_as_the_image_build_runs_it() -> None:
+    # modal_app.py copies this one file into the image and runs it before the packages are installed there.
+    path = Path(weights_module.__file__)
+    probe = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('fetch_weights', {str(path)!r}); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('training')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/")
+    assert loaded.stdout.strip() == "[]"
+    usage = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd="/")
+    assert usage.returncode != 0 and "usage" in usage.stderr
