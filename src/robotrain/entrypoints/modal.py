@@ -46,7 +46,8 @@ def drain_and_sweep(settings: Settings, *, train: SpawnableFunction, volume: Any
     dispatcher = _container_dispatcher(settings, train=train, volume=volume)
     drained = dispatcher.drain_once()
     swept = dispatcher.sweep()
-    return {"drain": repr(drained), "sweep": repr(swept)}
+    relayed = dispatcher.relay_webhooks()
+    return {"drain": repr(drained), "sweep": repr(swept), "webhooks": repr(relayed)}
 
 
 def _container_dispatcher(settings: Settings, *, train: SpawnableFunction, volume: Any) -> Dispatcher:
