@@ -198,6 +198,8 @@ class JobStream:
         now = self._clock()
         if self._terminal_since is None:
             self._terminal_since = now
+            # A client resuming after the end: its cursor is past the final status event, which it already has.
+            self._saw_final_status = self._saw_final_status or (self.resumed and not wrote)
         return not wrote and (self._saw_final_status or now - self._terminal_since >= self._settle_s)
 
 
