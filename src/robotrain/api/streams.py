@@ -70,14 +70,19 @@ def _sse(message: StreamMessage) -> ServerSentEvent:
 
 
 async def _run(
-    first: list[StreamMessage], poll: Callable[[], list[StreamMessage]], done: Callable[[], bool], settings: Settings
+    first: list[StreamMessage],
+    poll: Callable[[], list[StreamMessage]],
+    done: Callable[[], bool],
+    settings: Settings,
+    behind: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(comment="robotrain", retry=RECONNECT_MS)
     for message in first:
         yield _sse(message)
     deadline = time.monotonic() + settings.stream_max_s
     while not done() and time.monotonic() < deadline:
-        await anyio.sleep(settings.stream_poll_interval_s)
+        # a long history is sent page after page; live updates wait for the next poll
+        await anyio.sleep(0 if behind() else settings.stream_poll_interval_s)
         try:
             messages = await run_in_threadpool(poll)
         except StoreUnavailable as exc:  # a blip: the next poll reads from the same cursor
@@ -102,7 +107,8 @@ async def job_event_stream(
     first = await run_in_threadpool(stream.poll)  # 404 for a job that is not the user's, before any byte is sent
     if stream.finished and stream.resumed and all(m.event in ("job", "end") for m in first):
         return Response(status_code=204)
-    return _response(_run(first, stream.poll, lambda: stream.finished, settings), settings)
+    events = _run(first, stream.poll, lambda: stream.finished, settings, behind=lambda: stream.behind)
+    return _response(events, settings)
 
 
 @streams_router.get("/jobs", include_in_schema=False)

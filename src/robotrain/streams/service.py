@@ -136,6 +136,7 @@ class JobStream:
         self._saw_final_status = False
         self.finished = False
         self.resumed = last_event_id is not None
+        self.behind = False  # the last poll filled a page: more is waiting, poll again without pausing
 
     @property
     def cursor(self) -> str:
@@ -153,6 +154,7 @@ class JobStream:
         )
         if feed is None:
             raise JobNotFound(self.job_id)
+        self.behind = len(feed.events) >= self._limit or len(feed.metrics) >= self._limit
         messages = self._event_messages(feed) + self._metric_messages(feed.metrics)
         wrote = bool(messages)
         signature = _job_signature(feed.job)

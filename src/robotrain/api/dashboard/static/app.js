@@ -257,7 +257,7 @@ class Chart {
       width,
       height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: "step" }, { label: this.yLabel, size: 60 }],
+      axes: [{ label: "step" }, { label: this.yLabel, size: 64, values: (u, splits) => splits.map(fmtTick) }],
       series: [{ label: "step" }, ...this.series.map((s, i) => ({
         label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { show: false },
       }))],
@@ -267,6 +267,11 @@ class Chart {
   resize() {
     if (this.plot) this.plot.setSize({ width: Math.max(300, this.body.clientWidth), height: 220 });
   }
+}
+
+function fmtTick(v) {
+  if (v === null || v === undefined) return "";
+  return Math.abs(v) >= 10000 || (Math.abs(v) < 0.0001 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(3)));
 }
 
 function fmtNumber(v) {
@@ -383,13 +388,14 @@ async function jobPage(signal, jobId) {
   const charts = el("div", { class: "charts" });
   const log = el("ol", { class: "log card", "aria-label": "Event log" });
   const spec = el("pre", { tabindex: "0", "aria-label": "Spec" });
-  const artifacts = el("ul", { class: "card" });
-  const videos = el("div", { class: "videos" });
+  const artifacts = el("ul", { class: "artifacts" });
+  const artifactsBox = el("details", { class: "card" }, el("summary", {}, "Files (available when the job ends)"), artifacts);
+  const videos = el("div", { class: "videos" }, el("p", { class: "muted" }, "Shown when the job has ended."));
   const main = page("Job", header, details,
     el("h2", {}, "Curves"), charts,
     el("h2", { id: "rollouts-title" }, "Evaluation rollouts"), el("section", { "aria-labelledby": "rollouts-title" }, videos),
     el("h2", {}, "Event log"), log,
-    el("h2", {}, "Artifacts"), artifacts,
+    el("h2", {}, "Artifacts"), artifactsBox,
     el("h2", {}, "Spec"), spec);
   const loss = new Chart(charts, "Loss", [{ key: "train/loss", label: "train loss" }, { key: "val/loss", label: "val loss" }], { yLabel: "loss" });
   const lr = new Chart(charts, "Learning rate", [{ key: "train/lr", label: "lr" }], { yLabel: "lr" });
@@ -440,6 +446,7 @@ async function jobPage(signal, jobId) {
 
   async function showArtifacts() {
     const listing = await api("GET", `/jobs/${jobId}/artifacts`);
+    artifactsBox.querySelector("summary").textContent = `Files (${listing.data.length})`;
     artifacts.replaceChildren(...(listing.data.length ? listing.data.map((a) => el("li", {},
       el("button", { type: "button", class: "link", onclick: () => download(a.path) }, `Download ${a.path}`),
       el("span", { class: "muted" }, ` ${a.size} bytes`))) : [el("li", { class: "muted" }, "No artifacts.")]));
@@ -536,6 +543,7 @@ function submitPage() {
     { path: "dataset.uri", label: "Dataset URI", input: el("input", { value: EXAMPLE_SPEC.dataset.uri, size: 40 }) },
     { path: "training.steps", label: "Steps", input: el("input", { value: "2000", inputmode: "numeric" }), number: true },
     { path: "training.batch_size", label: "Batch size", input: el("input", { value: "64", inputmode: "numeric" }), number: true },
+    { path: "training.log_every", label: "Log every (steps)", input: el("input", { value: "100", inputmode: "numeric" }), number: true },
     { path: "eval.env", label: "Evaluation env", input: el("select", {}, el("option", { value: "push2d" }, "push2d"), el("option", { value: "" }, "none")) },
     { path: "eval.episodes", label: "Evaluation episodes", input: el("input", { value: "20", inputmode: "numeric" }), number: true },
     { path: "compute.gpu", label: "GPU (optional)", input: el("input", { value: "", placeholder: "server default" }) },
