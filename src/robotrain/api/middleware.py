@@ -133,8 +133,8 @@ def cors_middleware_options(origins: Sequence[str]) -> dict[str, Any] | None:
     return {
         "allow_origins": ["*"] if wildcard else origins,
         "allow_credentials": not wildcard,
-        "allow_methods": ["GET", "POST", "PUT"],
-        "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key"],
+        "allow_methods": ["GET", "POST", "PUT", "DELETE"],
+        "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         "expose_headers": ["Retry-After", "Content-Disposition"],
         "max_age": 600,
     }

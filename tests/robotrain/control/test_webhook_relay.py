@@ -133,7 +133,8 @@ def test_status_changes_are_delivered_signed_retried_and_accepted_once(component
     assert Counter(message_id for message_id, _ in receiver.accepted) == Counter(
         {message_id: 1 for message_id in receiver.tries}
     )
-    assert [payload["type"] for _, payload in receiver.accepted] == ["job.running", "job.succeeded"]
+    # sent in parallel, so in either order (receivers order by `timestamp`)
+    assert sorted(payload["type"] for _, payload in receiver.accepted) == ["job.running", "job.succeeded"]
     for _, payload in receiver.accepted:
         assert set(payload) == {"type", "timestamp", "data"} and payload["data"]["id"] == job.id
         assert "launch_handle" not in payload["data"]
