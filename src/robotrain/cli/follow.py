@@ -109,9 +109,8 @@ def follow(
     """Print the job's stream until it ends; return the final job."""
     view = ProgressView(out, live=sys.stderr.isatty() if live is None else live) if progress and not as_json else None
     last_id: str | None = None
-    job: dict[str, Any] | None = api.json("GET", f"/jobs/{job_id}")  # the total steps before any progress arrives
-    if view is not None and job is not None:
-        _show("job", job, out, view)
+    if view is not None:  # the total steps, before any progress arrives
+        _show("job", api.json("GET", f"/jobs/{job_id}"), out, view)
     failing_since: float | None = None
     tries = 0
     try:
@@ -120,8 +119,8 @@ def follow(
             try:
                 with connect_sse(api.http, "GET", f"/jobs/{job_id}/events", headers=headers) as source:
                     response = source.response
-                    if response.status_code == 204:
-                        return job or api.json("GET", f"/jobs/{job_id}")
+                    if response.status_code == 204:  # resumed after the end: nothing more to send
+                        return api.json("GET", f"/jobs/{job_id}")
                     if response.is_error:
                         response.read()
                         raise server_error(response)
@@ -135,9 +134,7 @@ def follow(
                         if as_json:
                             out(json.dumps({"event": event.event, "id": event.id or None, "data": data}))
                         if event.event == "end":
-                            return job or api.json("GET", f"/jobs/{job_id}")
-                        if event.event == "job":
-                            job = data
+                            return api.json("GET", f"/jobs/{job_id}")  # the job as it ended, whatever was missed
                         if not as_json:
                             _show(event.event, data, out, view)
             except (httpx.TransportError, SSEError) as exc:

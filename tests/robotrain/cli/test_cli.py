@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -265,3 +266,83 @@ def test_every_client_command_speaks_json(server: Server, spec_file: Path, capsy
 def test_open_prints_the_dashboard_url_of_the_job(server: Server, capsys) -> None:
     assert run(server, "open", "job_123") == 0
     assert capsys.readouterr().out.strip() == f"{server.url}/#/jobs/job_123"
+
+
+class DroppingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the server that cuts the first `drops` event-stream answers after
+    `after_bytes` bytes, mid-stream, as a flaky network would (the client's keep-alive connection goes with it)."""
+
+    def __init__(self, target_port: int, *, drops: int, after_bytes: int) -> None:
+        self.drops = drops
+        self.after_bytes = after_bytes
+        self.cut = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.target_port = target_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        streaming = threading.Event()  # a request on this connection asked for an event stream
+
+        def requests() -> None:
+            try:
+                while chunk := client.recv(65536):
+                    if b"text/event-stream" in chunk and self.cut < self.drops:
+                        self.cut += 1
+                        streaming.set()
+                    upstream.sendall(chunk)
+            except OSError:
+                pass
+
+        threading.Thread(target=requests, daemon=True).start()
+        sent = 0
+        try:
+            while chunk := upstream.recv(65536):
+                if streaming.is_set():
+                    if sent + len(chunk) > self.after_bytes:
+                        client.sendall(chunk[: self.after_bytes - sent])
+                        break  # drop the connection mid-answer
+                    sent += len(chunk)
+                client.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (client, upstream):  # shutdown first: it wakes the thread blocked reading the other side
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_follow_reconnects_after_dropped_connections_without_losing_or_repeating_events(
+    server: Server, spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy = DroppingProxy(int(server.url.rsplit(":", 1)[1]), drops=4, after_bytes=900)
+    try:
+        code: list[int] = []
+        args = ["--url", proxy.url, "--token", server.token, "submit", str(spec_file), "--follow", "--json"]
+        thread = threading.Thread(target=lambda: code.append(cli.main(args)))
+        thread.start()
+        play_the_worker(server)
+        thread.join(timeout=60)
+    finally:
+        proxy.close()
+    captured = capsys.readouterr()
+    assert proxy.cut >= 2 and code == [0], captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    streamed = [line for line in lines if "event" in line]
+    statuses = [line["data"]["message"].split(":")[0] for line in streamed if line["event"] == "status"]
+    assert statuses == ["queued", "starting", "running", "succeeded"]
+    steps = [p[0] for line in streamed if line["event"] == "metrics" for p in line["data"]["series"]["train/loss"]]
+    assert steps == [25, 50]
