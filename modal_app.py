@@ -49,7 +49,8 @@ image = (
             "ROBOTRAIN_MODAL_APP_NAME": APP_NAME,
         }
     )
-    .add_local_python_source("robotrain", "training")
+    # Python files, plus the dashboard's static files (the API serves them at /).
+    .add_local_python_source("robotrain", "training", ignore=~modal.FilePatternMatcher("**/*.py", "**/static/**"))
 )
 
 # Supabase, SQS and Clerk credentials and the internal token (the README's deploy section lists every key).
