@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     # --- live: event streams, the dashboard, webhooks ----------------------------------------------------------
     stream_poll_interval_s: float = Field(0.5, gt=0)  # how often an open event stream reads the store
     stream_keepalive_s: float = Field(15.0, gt=0)  # an SSE comment this often keeps proxies from closing it
-    stream_max_s: float = Field(900.0, gt=0)  # a stream then ends; clients resume with Last-Event-ID
+    stream_max_s: float = Field(120.0, gt=0)  # a stream then ends (under Modal's 150 s request cap); clients resume
     webhook_allow_private: bool = False  # endpoints on private/loopback addresses (and http there): dev and tests
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_retry_base_s: float = Field(5.0, gt=0)  # first retry delay; each next one is 4x, up to the max
