@@ -23,17 +23,15 @@ class WebhookService:
         settings: Settings,
         *,
         now: Callable[[], datetime] = utcnow,
-        resolver: Callable[..., object] = resolve,
     ):
         self._store = store
         self._settings = settings
         self._now = now
-        self._resolve = resolver
 
     def create(self, user_id: str, url: str, events: list[WebhookEventType] | None) -> WebhookEndpoint:
         """Register an endpoint for `events` (all of them when None). The URL is checked (and resolved) now and
         again at every delivery."""
-        self._resolve(url, allow_private=self._settings.webhook_allow_private)
+        resolve(url, allow_private=self._settings.webhook_allow_private)
         if self._store.count_endpoints(user_id=user_id) >= MAX_ENDPOINTS_PER_USER:
             raise WebhookLimitReached(f"at most {MAX_ENDPOINTS_PER_USER} webhook endpoints per user; delete one first")
         chosen = list(dict.fromkeys(events)) if events else list(WebhookEventType)
