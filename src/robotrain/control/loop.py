@@ -39,8 +39,9 @@ class Dispatcher:
 
 
 class DispatchLoop:
-    """Drains, sweeps and relays webhooks every `interval_s`, and at once after kick(). A failing tick is logged with its traceback
-    and the loop goes on: the loop is the supervisor, and a bug in one tick must not stop dispatch for everyone."""
+    """Drains, sweeps and relays webhooks every `interval_s`, and at once after kick(). A failing tick is logged with
+    its traceback and the loop goes on: the loop is the supervisor, and a bug in one tick must not stop dispatch for
+    everyone."""
 
     def __init__(self, dispatcher: Dispatcher, interval_s: float):
         self._dispatcher = dispatcher
