@@ -77,6 +77,8 @@ base_image = (
     .run_commands(f"python /opt/robotrain/fetch_weights.py {WEIGHTS_DIR}")
     .env({"ROBOTRAIN_WEIGHTS_DIR": WEIGHTS_DIR})
 )
+# Python files, plus the dashboard's static files (the API serves them at /).
+PACKAGE_FILES = ~modal.FilePatternMatcher("**/*.py", "**/static/**")
 image = base_image.env(
     {
         "ROBOTRAIN_LAUNCHER": "modal",
@@ -86,7 +88,7 @@ image = base_image.env(
         "ROBOTRAIN_MODAL_APP_NAME": APP_NAME,
         **tuning,
     }
-).add_local_python_source("robotrain", "training")
+).add_local_python_source("robotrain", "training", ignore=PACKAGE_FILES)
 training_image = base_image.add_local_python_source("robotrain", "training")
 
 # ## Secrets, least privilege

@@ -31,3 +31,15 @@ if [[ "$(id -u)" == 0 ]]; then
     fi
 fi
 echo "test services: PostgreSQL 15 found at $PG_BIN (tests start their own throwaway cluster); moto is started by the tests"
+
+# Headless Chromium for the dashboard's browser tests (tests/e2e/test_dashboard.py), from Debian's own package; the
+# tests drive it with Playwright's Python package pointed at /usr/bin/chromium (no browser download).
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "test services: installing Debian's chromium for the browser tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "test services: /usr/bin/chromium is missing (apt-get install chromium); the browser tests will skip" >&2
+    fi
+fi
+echo "test services: chromium $(/usr/bin/chromium --version 2>/dev/null || echo 'not installed')"

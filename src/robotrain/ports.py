@@ -14,6 +14,8 @@ from typing import Any, Protocol
 from robotrain.apikeys.models import ApiKey
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page
 from robotrain.settings import Settings
+from robotrain.streams.models import JobFeed
+from robotrain.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, StatusEvent, WebhookEndpoint
 
 
 class JobStore(Protocol):
@@ -183,6 +185,78 @@ class TokenVerifier(Protocol):
         """The user id the token proves; raises Unauthorized (or AuthUnavailable when keys cannot be fetched)."""
 
 
+class StreamStore(Protocol):
+    """The reads behind live streams: each call is one round trip to the store, so an open stream costs one small
+    read per poll whichever API process serves it."""
+
+    def job_feed(
+        self, job_id: str, *, user_id: str, after_event: int = 0, after_metric: int = 0, limit: int = 500
+    ) -> JobFeed | None:
+        """The user's job now, its events with id > `after_event` and its metric changes with seq > `after_metric`
+        (each at most `limit`, ordered); None when the job is missing or someone else's."""
+
+    def jobs_changed(self, *, user_id: str, since: datetime, limit: int = 200) -> list[Job]:
+        """The user's jobs whose updated_at is at or after `since`, ordered by (updated_at, id)."""
+
+
+class WebhookStore(Protocol):
+    """Webhook endpoints, the delivery outbox with every attempt, and the relay's cursor over status events."""
+
+    def create_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint: ...
+
+    def get_endpoint(self, endpoint_id: str, *, user_id: str | None = None) -> WebhookEndpoint | None: ...
+
+    def list_endpoints(self, *, user_id: str) -> list[WebhookEndpoint]: ...
+
+    def count_endpoints(self, *, user_id: str) -> int: ...
+
+    def delete_endpoint(self, endpoint_id: str, *, user_id: str) -> bool:
+        """Delete it with its deliveries; False when missing or someone else's."""
+
+    def set_secret(self, endpoint_id: str, *, user_id: str, secret: str) -> WebhookEndpoint | None: ...
+
+    def endpoints_of(self, user_ids: Collection[str]) -> list[WebhookEndpoint]:
+        """Every endpoint of these users (the relay's fan-out)."""
+
+    def status_events(self, *, after: int, statuses: Collection[JobStatus], limit: int = 500) -> list[StatusEvent]:
+        """Status events (of every user) with id > `after` into one of `statuses`, each with its job, by id."""
+
+    def relay_cursor(self) -> int:
+        """The status event id below which every event has been turned into deliveries (0 at first)."""
+
+    def set_relay_cursor(self, event_id: int) -> None: ...
+
+    def add_deliveries(self, deliveries: list[Delivery]) -> int:
+        """Insert the deliveries; one that exists for the same (endpoint, event) is left as it is. Returns how many
+        were new."""
+
+    def due_deliveries(self, *, now: datetime, limit: int = 50) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due, oldest due first."""
+
+    def lease_delivery(self, delivery_id: str, *, expected_next_at: datetime, until: datetime) -> Delivery | None:
+        """Compare-and-set: push a due delivery's next attempt to `until` (a lease while it is being sent) only if
+        it is still pending at `expected_next_at`; None when another relay took it first."""
+
+    def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: DeliveryAttempt,
+        *,
+        status: DeliveryStatus,
+        attempts: int,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        """Append the attempt to the delivery's history and set its status, attempt count and next attempt."""
+
+    def get_delivery(self, delivery_id: str, *, endpoint_id: str) -> Delivery | None: ...
+
+    def list_deliveries(self, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
+        """The endpoint's deliveries newest first, each with its attempt history."""
+
+    def redeliver(self, delivery_id: str, *, endpoint_id: str, now: datetime, retry_until: datetime) -> Delivery | None:
+        """Make the delivery pending again with its next attempt now (a manual redelivery)."""
+
+
 @dataclass
 class Components:
     """One process's adapters behind each port, with the settings they were built from. Built by `robotrain.wiring`
@@ -194,3 +268,5 @@ class Components:
     queue: JobQueue
     launcher: Launcher
     artifacts: ArtifactStore
+    streams: StreamStore | None = None  # live streams (the API); None where a process does not serve them
+    webhooks: WebhookStore | None = None  # webhook endpoints and their outbox (the API and the control plane)

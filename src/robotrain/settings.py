@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     dataset_cache_dir: Path | None = None  # downloaded and generated datasets; data_dir/datasets otherwise
     weights_dir: Path | None = None  # pretrained backbone weights baked into the image (never downloaded in a job)
 
+    # --- live: event streams, the dashboard, webhooks ----------------------------------------------------------
+    stream_poll_interval_s: float = Field(0.5, gt=0)  # how often an open event stream reads the store
+    stream_keepalive_s: float = Field(15.0, gt=0)  # an SSE comment this often keeps proxies from closing it
+    stream_max_s: float = Field(120.0, gt=0)  # a stream then ends (under Modal's 150 s request cap); clients resume
+    webhook_allow_private: bool = False  # endpoints on private/loopback addresses (and http there): dev and tests
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retry_base_s: float = Field(5.0, gt=0)  # first retry delay; each next one is 4x, up to the max
+    webhook_retry_max_s: float = Field(6 * 3600.0, gt=0)
+    webhook_retry_for_s: float = Field(26 * 3600.0, gt=0)  # a delivery is retried this long before it is failed
+
     @field_validator("cors_origins", "clerk_authorized_parties", mode="before")
     @classmethod
     def _split_csv(cls, value: str | list[str] | None) -> list[str]:

@@ -6,7 +6,17 @@ from __future__ import annotations
 from robotrain.apikeys.service import ApiKeyService
 from robotrain.auth.local_keys import LOCAL_ISSUER, LocalKeys
 from robotrain.auth.verifier import JwtVerifier
-from robotrain.ports import ApiKeyStore, ArtifactStore, Components, JobQueue, JobStore, Launcher, TokenVerifier
+from robotrain.ports import (
+    ApiKeyStore,
+    ArtifactStore,
+    Components,
+    JobQueue,
+    JobStore,
+    Launcher,
+    StreamStore,
+    TokenVerifier,
+    WebhookStore,
+)
 from robotrain.settings import Settings
 
 
@@ -31,6 +41,8 @@ def build_components(
         queue=build_queue(settings),
         launcher=launcher,
         artifacts=artifacts or LocalArtifactStore(settings.resolved_artifacts_dir),
+        streams=build_streams(settings),
+        webhooks=build_webhooks(settings),
     )
 
 
@@ -42,6 +54,26 @@ def build_store(settings: Settings) -> JobStore:
     from robotrain.adapters.sqlite_store import SqliteJobStore
 
     return SqliteJobStore(settings.data_dir / "robotrain.sqlite3")
+
+
+def build_streams(settings: Settings) -> StreamStore:
+    if settings.uses_supabase:
+        from robotrain.adapters.supabase_streams import SupabaseStreamStore
+
+        return SupabaseStreamStore.from_settings(settings)
+    from robotrain.adapters.sqlite_streams import SqliteStreamStore
+
+    return SqliteStreamStore(settings.data_dir / "robotrain.sqlite3")
+
+
+def build_webhooks(settings: Settings) -> WebhookStore:
+    if settings.uses_supabase:
+        from robotrain.adapters.supabase_webhooks import SupabaseWebhookStore
+
+        return SupabaseWebhookStore.from_settings(settings)
+    from robotrain.adapters.sqlite_webhooks import SqliteWebhookStore
+
+    return SqliteWebhookStore(settings.data_dir / "robotrain.sqlite3")
 
 
 def build_queue(settings: Settings) -> JobQueue:

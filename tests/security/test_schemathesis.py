@@ -57,7 +57,9 @@ APP_SETTINGS = Settings(
     max_active_jobs_per_user=1_000_000,
 )
 APP = api_app(build_components(APP_SETTINGS))
-schema = from_asgi("/openapi.json", APP)
+# The webhook routes resolve the endpoint's host name at registration (a DNS lookup), and tests send nothing beyond
+# 127.0.0.1, so generated URLs are not registered here; tests/robotrain/api/test_webhooks.py covers those routes.
+schema = from_asgi("/openapi.json", APP).exclude(path_regex=r"^/webhooks")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -873,6 +873,8 @@ class PostgrestSubset:
             ]
         else:
             body = conn.execute(sql.SQL("select to_json({})::text").format(call), values).fetchone()[0]
+        if body is None:  # a scalar function that returned NULL: PostgREST answers 200 with the JSON `null`
+            body = "null"
         return _Rows(200, body, 1, None, scalar=True)
 
 

@@ -13,13 +13,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
 from robotrain.api.apikeys import router as api_keys_router
+from robotrain.api.dashboard import dashboard_csp, install_dashboard, is_dashboard_path
 from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
 from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
+from robotrain.api.streams import streams_router
+from robotrain.api.webhooks import webhooks_router
 from robotrain.apikeys.service import ApiKeyService
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components, TokenVerifier
+from robotrain.webhooks.service import WebhookService
 
 
 class Background(Protocol):
@@ -66,15 +70,20 @@ def create_app(
     app.state.verifier = verifier
     app.state.api_keys = api_keys  # None: API keys are neither issued nor accepted
     app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
+    app.state.webhook_service = WebhookService(components.webhooks, settings) if components.webhooks else None
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(streams_router)  # before jobs_router: its routes match only `Accept: text/event-stream`
     app.include_router(jobs_router)
     app.include_router(api_keys_router)
+    app.include_router(webhooks_router)
+    install_dashboard(app, settings)
     # The last added runs first: security headers wrap everything (413s and CORS preflights included), and CORS
     # wraps the size limit so a browser can read its 413.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     cors = cors_middleware_options(settings.cors_origins)
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
-    app.add_middleware(SecurityHeaders)
+    csp = dashboard_csp(settings)
+    app.add_middleware(SecurityHeaders, path_csp=lambda path: csp if is_dashboard_path(path) else None)
     return app

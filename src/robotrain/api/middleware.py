@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -95,14 +95,17 @@ class SecurityHeaders:
     carry one user's jobs and files; no shared cache may keep them), and Strict-Transport-Security when the request
     came over https (directly, or through a proxy whose X-Forwarded-Proto uvicorn trusts)."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, *, path_csp: Callable[[str], str | None] | None = None):
         self.app = app
+        self._path_csp = path_csp  # a page's own policy (the dashboard's), None for the defaults below
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+        csp = self._path_csp(scope["path"]) if self._path_csp else None
+        if csp is None:
+            csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
         https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
@@ -130,8 +133,8 @@ def cors_middleware_options(origins: Sequence[str]) -> dict[str, Any] | None:
     return {
         "allow_origins": ["*"] if wildcard else origins,
         "allow_credentials": not wildcard,
-        "allow_methods": ["GET", "POST", "PUT"],
-        "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key"],
+        "allow_methods": ["GET", "POST", "PUT", "DELETE"],
+        "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         "expose_headers": ["Retry-After", "Content-Disposition"],
         "max_age": 600,
     }

@@ -3,6 +3,7 @@ the service or the dependencies and rendered by robotrain.api.errors."""
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -163,4 +164,7 @@ def job_artifacts(job_id: str, user: CurrentUser, service: ServiceDep) -> Artifa
 )
 def download_artifact(job_id: str, path: str, user: CurrentUser, service: ServiceDep) -> FileResponse:
     file = service.artifact_file(user, job_id, path)
-    return FileResponse(file, media_type="application/octet-stream", filename=file.name)
+    # Media keep their type so a <video> can play them (FileResponse answers Range requests); the rest is opaque.
+    guessed = mimetypes.guess_type(file.name)[0]
+    media_type = guessed if guessed and guessed.startswith(("video/", "image/")) else "application/octet-stream"
+    return FileResponse(file, media_type=media_type, filename=file.name)

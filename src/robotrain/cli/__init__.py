@@ -1,5 +1,6 @@
 """`robotrain`: run the server (`serve`), mint a local token (`token`), and drive jobs over HTTP as a client
-(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`).
+(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`, `open`). Every client command (and `token`) takes
+`--json` for scripts.
 
 The client commands talk to --url (or ROBOTRAIN_URL) with --token (or ROBOTRAIN_TOKEN); without them, with the URL
 and API key that `robotrain login` stored (robotrain.cli.login). A server error is printed as one line,
@@ -19,6 +20,7 @@ from robotrain.cli.jobs import (
     cmd_download,
     cmd_list,
     cmd_logs,
+    cmd_open,
     cmd_retry,
     cmd_show,
     cmd_submit,
@@ -35,31 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="server URL (default: ROBOTRAIN_URL or http://127.0.0.1:8000)")
     parser.add_argument("--token", help="bearer token (default: ROBOTRAIN_TOKEN)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON (NDJSON while following) for scripts")
 
     serve = commands.add_parser("serve", help="run the API server with the local dispatcher")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir", type=Path, help="state directory (default: ./.robotrain)")
 
-    token = commands.add_parser("token", help="print a bearer token signed by the local key")
+    token = commands.add_parser("token", parents=[as_json], help="print a bearer token signed by the local key")
     token.add_argument("--user", required=True)
     token.add_argument("--data-dir", type=Path)
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default: one day)")
 
-    submit = commands.add_parser("submit", help="submit a job from a training spec JSON file")
+    submit = commands.add_parser("submit", parents=[as_json], help="submit a job from a training spec JSON file")
     submit.add_argument("spec")
-    submit.add_argument("--follow", action="store_true", help="follow until the job ends")
+    submit.add_argument(
+        "--follow", action="store_true", help="follow until the job ends (exit 0 succeeded, 1 failed, 3 cancelled)"
+    )
 
-    listing = commands.add_parser("list", help="list your jobs, newest first")
+    listing = commands.add_parser("list", parents=[as_json], help="list your jobs, newest first")
     listing.add_argument("--status", choices=["queued", "starting", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--limit", type=int, default=20)
 
     for name, text in (("show", "print a job as JSON"), ("cancel", "cancel a job"), ("retry", "retry a job")):
-        commands.add_parser(name, help=text).add_argument("job_id")
+        commands.add_parser(name, parents=[as_json], help=text).add_argument("job_id")
 
-    logs = commands.add_parser("logs", help="print a job's events")
+    logs = commands.add_parser("logs", parents=[as_json], help="print a job's events")
     logs.add_argument("job_id")
-    logs.add_argument("--follow", action="store_true")
+    logs.add_argument("--follow", action="store_true", help="follow the live stream until the job ends")
 
     login = commands.add_parser("login", help="create an API key with a session token (or store --key) for the CLI")
     login.add_argument("--name", help="what the key is for (default: robotrain CLI on <host>)")
@@ -67,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--key", help="store this existing API key (rt_...) instead of creating one")
     commands.add_parser("logout", help="revoke the stored API key and delete it")
 
-    download = commands.add_parser("download", help="download a job's artifacts (all, or one with --path)")
+    download = commands.add_parser(
+        "download", parents=[as_json], help="download a job's artifacts (all, or one with --path)"
+    )
     download.add_argument("job_id")
     download.add_argument("--path")
     download.add_argument("--out", help="directory to write into (default: ./JOB_ID)")
+
+    opening = commands.add_parser("open", parents=[as_json], help="print the dashboard URL of a job")
+    opening.add_argument("job_id")
+    opening.add_argument("--browser", action="store_true", help="also open it in the default browser")
     return parser
 
 
@@ -82,6 +94,7 @@ CLIENT_COMMANDS = {
     "cancel": cmd_cancel,
     "retry": cmd_retry,
     "download": cmd_download,
+    "open": cmd_open,
 }
 
 

@@ -29,6 +29,11 @@ class ApiClient:
         self.url = url
         self.has_token = bool(token)
 
+    @property
+    def http(self) -> httpx.Client:
+        """The underlying client (base URL and token set), for streaming requests."""
+        return self._http
+
     def close(self) -> None:
         self._http.close()
 
@@ -38,7 +43,7 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise CliError("connection_failed", f"cannot reach {self.url}: {exc}") from exc
         if response.is_error:
-            raise _server_error(response)
+            raise server_error(response)
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -49,7 +54,7 @@ class ApiClient:
             with self._http.stream("GET", path) as response:
                 if response.is_error:
                     response.read()
-                    raise _server_error(response)
+                    raise server_error(response)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(target.name + ".part")
                 size = 0
@@ -63,7 +68,7 @@ class ApiClient:
             raise CliError("connection_failed", f"cannot reach {self.url}: {exc}") from exc
 
 
-def _server_error(response: httpx.Response) -> CliError:
+def server_error(response: httpx.Response) -> CliError:
     try:
         error = response.json()["error"]
         return CliError(str(error["code"]), str(error["message"]))

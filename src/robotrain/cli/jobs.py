@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from robotrain.cli.client import ApiClient, CliError
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-POLL_INTERVAL_S = 1.0
+from robotrain.cli.follow import follow
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
@@ -52,27 +49,9 @@ def _summary(job: dict[str, Any], out: Callable[[str], None]) -> None:
         out(job["status"])
 
 
-def _follow(api: ApiClient, job_id: str, out: Callable[[str], None], *, logs_only: bool = False) -> dict[str, Any]:
-    """Print the job's events and progress until it is terminal; return the final job."""
-    after = 0
-    last_step: int | None = None
-    while True:
-        job = api.json("GET", f"/jobs/{job_id}")
-        while True:
-            events = api.json("GET", f"/jobs/{job_id}/events", params={"after": after})["data"]
-            for event in events:
-                after = max(after, int(event["id"]))
-                prefix = "status" if event["kind"] == "status" else "log"
-                out(f"[{prefix}] {event['message']}")
-            if len(events) < 500:
-                break
-        progress = job["progress"]
-        if not logs_only and job["status"] == "running" and progress["step"] and progress["step"] != last_step:
-            last_step = progress["step"]
-            out(f"step {progress['step']}/{progress['total_steps']} {_format_metrics(progress['metrics'])}".rstrip())
-        if job["status"] in TERMINAL:
-            return job
-        time.sleep(POLL_INTERVAL_S)
+def exit_code(job: dict[str, Any]) -> int:
+    """0 when the job succeeded, 1 when it failed, 3 when it was cancelled (scripts can tell them apart)."""
+    return {"succeeded": 0, "cancelled": 3}.get(job["status"], 1)
 
 
 def cmd_submit(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -84,12 +63,18 @@ def cmd_submit(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
     except json.JSONDecodeError as exc:
         raise CliError("spec_invalid_json", f"{path} is not JSON: {exc}") from exc
     job = api.json("POST", "/jobs", json=spec)
-    out(f"submitted {job['id']} ({job['status']})")
+    if args.json:
+        out(json.dumps(job))
+    else:
+        out(f"submitted {job['id']} ({job['status']})")
     if not args.follow:
         return 0
-    job = _follow(api, job["id"], out)
-    _summary(job, out)
-    return 0 if job["status"] == "succeeded" else 1
+    job = follow(api, job["id"], out, as_json=args.json)
+    if args.json:
+        out(json.dumps(job))
+    else:
+        _summary(job, out)
+    return exit_code(job)
 
 
 def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -97,6 +82,9 @@ def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None
     if args.status:
         params["status"] = args.status
     page = api.json("GET", "/jobs", params=params)
+    if args.json:
+        out(json.dumps(page))
+        return 0
     for job in page["data"]:
         out(_job_line(job))
     if page["next_cursor"]:
@@ -105,33 +93,37 @@ def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None
 
 
 def cmd_show(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    out(json.dumps(api.json("GET", f"/jobs/{args.job_id}"), indent=2))
+    job = api.json("GET", f"/jobs/{args.job_id}")
+    out(json.dumps(job) if args.json else json.dumps(job, indent=2))
     return 0
 
 
 def cmd_logs(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.follow:
-        job = _follow(api, args.job_id, out, logs_only=True)
-        return 0 if job["status"] == "succeeded" else 1
+        job = follow(api, args.job_id, out, progress=True, as_json=args.json)
+        return exit_code(job)
     after = 0
     while True:
         events = api.json("GET", f"/jobs/{args.job_id}/events", params={"after": after})["data"]
         for event in events:
             after = max(after, int(event["id"]))
-            out(f"{event['at'][:19]}  [{event['kind']}] {event['message']}")
+            if args.json:
+                out(json.dumps(event))
+            else:
+                out(f"{event['at'][:19]}  [{event['kind']}] {event['message']}")
         if len(events) < 500:
             return 0
 
 
 def cmd_cancel(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     job = api.json("POST", f"/jobs/{args.job_id}/cancel")
-    out(f"{job['id']} {job['status']}")
+    out(json.dumps(job) if args.json else f"{job['id']} {job['status']}")
     return 0
 
 
 def cmd_retry(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     job = api.json("POST", f"/jobs/{args.job_id}/retry")
-    out(f"submitted {job['id']} ({job['status']}, retry of {job['retry_of']})")
+    out(json.dumps(job) if args.json else f"submitted {job['id']} ({job['status']}, retry of {job['retry_of']})")
     return 0
 
 
@@ -150,10 +142,33 @@ def cmd_download(api: ApiClient, args: argparse.Namespace, out: Callable[[str], 
     else:
         paths = [item["path"] for item in api.json("GET", f"/jobs/{args.job_id}/artifacts")["data"]]
         if not paths:
-            out(f"{args.job_id} has no artifacts yet")
+            out(json.dumps({"files": []}) if args.json else f"{args.job_id} has no artifacts yet")
             return 0
+    files = []
     for relative in paths:
         target = _safe_target(out_dir, relative)
         size = api.stream_to(f"/jobs/{args.job_id}/artifacts/{relative}", target)
-        out(f"{target} ({size} bytes)")
+        files.append({"path": relative, "file": str(target), "size": size})
+        if not args.json:
+            out(f"{target} ({size} bytes)")
+    if args.json:
+        out(json.dumps({"files": files}))
+    return 0
+
+
+def dashboard_url(base_url: str, job_id: str) -> str:
+    """The dashboard's page of a job: the API's base URL (it serves the dashboard at /) + the job's route."""
+    return f"{base_url.rstrip('/')}/#/jobs/{job_id}"
+
+
+def cmd_open(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    url = dashboard_url(api.url, args.job_id)
+    if args.json:
+        out(json.dumps({"url": url}))
+    else:
+        out(url)
+    if args.browser:
+        import webbrowser
+
+        webbrowser.open(url)
     return 0

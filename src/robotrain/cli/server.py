@@ -4,6 +4,7 @@ local key, for the embedded defaults)."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,8 @@ def cmd_token(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         raise CliError("invalid_argument", "--user must not be empty")
     if args.ttl <= 0:
         raise CliError("invalid_argument", "--ttl must be a positive number of seconds")
-    out(LocalKeys(_server_settings(args).data_dir).mint(args.user, ttl_s=args.ttl))
+    token = LocalKeys(_server_settings(args).data_dir).mint(args.user, ttl_s=args.ttl)
+    out(json.dumps({"token": token, "user": args.user, "expires_in": args.ttl}) if args.json else token)
     return 0
 
 

@@ -8,16 +8,25 @@ import threading
 
 from robotrain.control.drain import Drainer, DrainReport
 from robotrain.control.sweep import Sweeper, SweepReport
+from robotrain.control.webhooks import RelayReport, WebhookRelay
 from robotrain.ports import Components
 
 log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, components: Components, *, drainer: Drainer | None = None, sweeper: Sweeper | None = None):
+    def __init__(
+        self,
+        components: Components,
+        *,
+        drainer: Drainer | None = None,
+        sweeper: Sweeper | None = None,
+        relay: WebhookRelay | None = None,
+    ):
         self.components = components
         self._drainer = drainer or Drainer(components)
         self._sweeper = sweeper or Sweeper(components)
+        self._relay = relay or WebhookRelay(components)
 
     def drain_once(self, *, wait_for: str | None = None) -> DrainReport:
         return self._drainer.drain_once(wait_for=wait_for)
@@ -25,10 +34,14 @@ class Dispatcher:
     def sweep(self) -> SweepReport:
         return self._sweeper.sweep()
 
+    def relay_webhooks(self) -> RelayReport:
+        return self._relay.run_once()
+
 
 class DispatchLoop:
-    """Drains then sweeps every `interval_s`, and at once after kick(). A failing tick is logged with its traceback
-    and the loop goes on: the loop is the supervisor, and a bug in one tick must not stop dispatch for everyone."""
+    """Drains, sweeps and relays webhooks every `interval_s`, and at once after kick(). A failing tick is logged with
+    its traceback and the loop goes on: the loop is the supervisor, and a bug in one tick must not stop dispatch for
+    everyone."""
 
     def __init__(self, dispatcher: Dispatcher, interval_s: float):
         self._dispatcher = dispatcher
@@ -81,3 +94,7 @@ class DispatchLoop:
             self._dispatcher.sweep()
         except Exception:  # noqa: BLE001 - supervisor: log and keep dispatching (see class doc)
             log.exception("sweep failed")
+        try:
+            self._dispatcher.relay_webhooks()
+        except Exception:  # noqa: BLE001 - supervisor: log and keep dispatching (see class doc)
+            log.exception("webhook relay failed")

@@ -65,7 +65,8 @@ def drain_and_sweep(settings: Settings, job_id: str = "", *, train: SpawnableFun
     if job_id:
         return {"drain": repr(drained)}
     swept = dispatcher.sweep()
-    return {"drain": repr(drained), "sweep": repr(swept)}
+    relayed = dispatcher.relay_webhooks()
+    return {"drain": repr(drained), "sweep": repr(swept), "webhooks": repr(relayed)}
 
 
 def _container_dispatcher(settings: Settings, *, train: SpawnableFunction, volume: Any) -> Dispatcher:

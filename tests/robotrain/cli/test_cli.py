@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import threading
 import time
@@ -14,8 +16,7 @@ import uvicorn
 
 from robotrain import cli
 from robotrain.auth.local_keys import LocalKeys
-from robotrain.cli import jobs as cli_jobs
-from robotrain.jobs.models import JobStatus, Progress
+from robotrain.jobs.models import ErrorCode, JobError, JobStatus, MetricPoint, Progress
 from robotrain.jobs.schemas import StatusUpdate
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components
@@ -41,7 +42,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", stream_poll_interval_s=0.05, stream_max_s=0.3)
     components = build_components(settings)
     app = api_app(components)
     config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on")
@@ -67,8 +68,6 @@ def run(server: Server, *args: str) -> int:
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Path:
-    import json
-
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(VALID_SPEC))
     return path
@@ -163,51 +162,187 @@ def test_download_refuses_paths_that_leave_the_output_dir(tmp_path: Path) -> Non
         cli._safe_target(tmp_path, "/etc/passwd")
 
 
-def test_submit_follow_shows_progress_then_the_result(
-    server: Server, spec_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(cli_jobs, "POLL_INTERVAL_S", 0.05)
-    service = JobService(server.components)
+def play_the_worker(server: Server, *, fail: bool = False) -> str:
+    """What a worker elsewhere writes for the queued job: starting, running, metric points, then the end. Runs in the
+    test's thread (an assert here fails the test)."""
     store = server.components.store
-
-    def worker_elsewhere() -> None:
-        # Plays the worker through the internal status API of the service: starting, running with progress, done.
-        deadline = time.monotonic() + 10
-        while not (jobs := store.find(statuses=[JobStatus.QUEUED])):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        job_id = jobs[0].id
-        service.set_status(job_id, StatusUpdate(status=JobStatus.STARTING))
-        time.sleep(0.2)
-        progress = Progress(step=25, total_steps=50, metrics={"train/loss": 0.125})
-        service.set_status(job_id, StatusUpdate(status=JobStatus.RUNNING, progress=progress))
-        time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while not (jobs := store.find(statuses=[JobStatus.QUEUED])):
+        assert time.monotonic() < deadline, "the CLI did not submit"
+        time.sleep(0.02)
+    job_id = jobs[0].id
+    service = JobService(server.components)
+    service.set_status(job_id, StatusUpdate(status=JobStatus.STARTING))
+    service.set_status(job_id, StatusUpdate(status=JobStatus.RUNNING, progress=Progress(step=0, total_steps=50)))
+    for step in (25, 50):
+        points = [MetricPoint(step=step, name="train/loss", value=0.25 / (step // 25))]
+        store.append_metrics(job_id, [*points, MetricPoint(step=step, name="train/samples_per_s", value=1000.0)])
+        time.sleep(0.15)
+    if fail:
+        error = JobError(code=ErrorCode.TRAINING_ERROR, message="the loss diverged")
+        service.set_status(job_id, StatusUpdate(status=JobStatus.FAILED, error=error))
+    else:
         result = {"eval": {"pc_success": 85.0}, "final_metrics": {}, "checkpoint": "checkpoints/000050"}
         service.set_status(job_id, StatusUpdate(status=JobStatus.SUCCEEDED, result=result))
+    return job_id
 
-    thread = threading.Thread(target=worker_elsewhere)
+
+def run_in_thread(server: Server, *args: str) -> tuple[threading.Thread, list[int]]:
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(run(server, *args)))
     thread.start()
-    code = run(server, "submit", str(spec_file), "--follow")
-    thread.join()
+    return thread, code
+
+
+def test_submit_follow_streams_status_and_progress_then_the_result(
+    server: Server, spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thread, code = run_in_thread(server, "submit", str(spec_file), "--follow")
+    play_the_worker(server)
+    thread.join(timeout=30)
     out = capsys.readouterr().out
-    assert code == 0, out
+    assert code == [0], out
     for expected in (
         "[status] queued",
         "[status] starting",
         "[status] running",
-        "step 25/50 loss 0.125",
+        "step 25/50  loss 0.25  samples/s 1000",
+        "step 50/50  loss 0.125",
         "eval success rate: 85.0%",
         "checkpoint: checkpoints/000050",
     ):
         assert expected in out, out
-    assert out.index("starting") < out.index("step 25/50") < out.index("eval success rate")
+    assert out.index("starting") < out.index("step 25/50") < out.index("step 50/50") < out.index("eval success rate")
 
 
-def test_follow_exits_non_zero_when_the_job_is_cancelled(
-    server: Server, spec_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_follow_survives_the_stream_ending_midway_without_losing_or_repeating_events(
+    server: Server, spec_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli_jobs, "POLL_INTERVAL_S", 0.05)
+    # the server ends every stream after 0.3 s (stream_max_s), so the CLI resumes with Last-Event-ID several times
+    thread, code = run_in_thread(server, "submit", str(spec_file), "--follow", "--json")
+    play_the_worker(server, fail=True)
+    thread.join(timeout=30)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == [1]
+    streamed = [line for line in lines if "event" in line]
+    statuses = [line["data"]["message"].split(":")[0] for line in streamed if line["event"] == "status"]
+    assert statuses == ["queued", "starting", "running", "failed"]
+    steps = [
+        point[0] for line in streamed if line["event"] == "metrics" for point in line["data"]["series"]["train/loss"]
+    ]
+    assert steps == [25, 50]
+    assert lines[-1]["status"] == "failed" and lines[-1]["error"]["code"] == "training_error"
+
+
+def test_logs_follow_exits_3_when_the_job_is_cancelled(server: Server, spec_file: Path, capsys) -> None:
     run(server, "submit", str(spec_file))
     job_id = submitted_id(capsys.readouterr().out)
     run(server, "cancel", job_id)
-    assert run(server, "logs", job_id, "--follow") == 1
+    assert run(server, "logs", job_id, "--follow") == 3
+    assert "[status] cancelled: cancelled by the user" in capsys.readouterr().out
+
+
+def test_every_client_command_speaks_json(server: Server, spec_file: Path, capsys, tmp_path: Path) -> None:
+    assert run(server, "submit", str(spec_file), "--json") == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["status"] == "queued"
+    for args in (("list", "--json"), ("show", job["id"], "--json"), ("cancel", job["id"], "--json")):
+        assert run(server, *args) == 0
+        parsed = json.loads(capsys.readouterr().out)
+        assert parsed["data"][0]["id"] == job["id"] if args[0] == "list" else parsed["id"] == job["id"]
+    assert run(server, "logs", job["id"], "--json") == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [event["kind"] for event in events] == ["status", "status"]
+    assert run(server, "retry", job["id"], "--json") == 0
+    assert json.loads(capsys.readouterr().out)["retry_of"] == job["id"]
+    assert run(server, "download", job["id"], "--json", "--out", str(tmp_path / "dl")) == 0
+    assert json.loads(capsys.readouterr().out) == {"files": []}
+    assert run(server, "open", job["id"], "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"url": f"{server.url}/#/jobs/{job['id']}"}
+    assert cli.main(["token", "--user", "carol", "--data-dir", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["user"] == "carol"
+
+
+def test_open_prints_the_dashboard_url_of_the_job(server: Server, capsys) -> None:
+    assert run(server, "open", "job_123") == 0
+    assert capsys.readouterr().out.strip() == f"{server.url}/#/jobs/job_123"
+
+
+class DroppingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the server that cuts the first `drops` event-stream answers after
+    `after_bytes` bytes, mid-stream, as a flaky network would (the client's keep-alive connection goes with it)."""
+
+    def __init__(self, target_port: int, *, drops: int, after_bytes: int) -> None:
+        self.drops = drops
+        self.after_bytes = after_bytes
+        self.cut = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.target_port = target_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        streaming = threading.Event()  # a request on this connection asked for an event stream
+
+        def requests() -> None:
+            try:
+                while chunk := client.recv(65536):
+                    if b"text/event-stream" in chunk and self.cut < self.drops:
+                        self.cut += 1
+                        streaming.set()
+                    upstream.sendall(chunk)
+            except OSError:
+                pass
+
+        threading.Thread(target=requests, daemon=True).start()
+        sent = 0
+        try:
+            while chunk := upstream.recv(65536):
+                if streaming.is_set():
+                    if sent + len(chunk) > self.after_bytes:
+                        client.sendall(chunk[: self.after_bytes - sent])
+                        break  # drop the connection mid-answer
+                    sent += len(chunk)
+                client.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (client, upstream):  # shutdown first: it wakes the thread blocked reading the other side
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_follow_reconnects_after_dropped_connections_without_losing_or_repeating_events(
+    server: Server, spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy = DroppingProxy(int(server.url.rsplit(":", 1)[1]), drops=4, after_bytes=900)
+    try:
+        code: list[int] = []
+        args = ["--url", proxy.url, "--token", server.token, "submit", str(spec_file), "--follow", "--json"]
+        thread = threading.Thread(target=lambda: code.append(cli.main(args)))
+        thread.start()
+        play_the_worker(server)
+        thread.join(timeout=60)
+    finally:
+        proxy.close()
+    captured = capsys.readouterr()
+    assert proxy.cut >= 2 and code == [0], captured.err
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    streamed = [line for line in lines if "event" in line]
+    statuses = [line["data"]["message"].split(":")[0] for line in streamed if line["event"] == "status"]
+    assert statuses == ["queued", "starting", "running", "succeeded"]
+    steps = [p[0] for line in streamed if line["event"] == "metrics" for p in line["data"]["series"]["train/loss"]]
+    assert steps == [25, 50]
