@@ -1,16 +1,21 @@
 """`python -m training`: train, evaluate and make datasets from the command line.
 
-    python -m training run CONFIG.json --out DIR [--cache-dir DIR]     (rerun on the same DIR resumes)
+    python -m training run CONFIG.json --out DIR [--cache-dir DIR] [--file-root DIR ...]   (rerun on DIR resumes)
     python -m training eval CHECKPOINT_DIR --env push2d --episodes 50 [--device auto]
     python -m training make-dataset push2d --episodes 200 --out DIR [--seed 0]
 
 A bad spec, dataset or checkpoint prints one line to stderr, without a traceback, and exits with status 2.
+
+`run` reads datasets under the service's rules (training.data.access): file:// only under a --file-root or a
+directory in ROBOTRAIN_FILE_DATASET_ROOTS, s3:// only for buckets in ROBOTRAIN_S3_BUCKETS, hf:// anonymously unless
+the organisation is in ROBOTRAIN_HF_ORGS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,12 +59,20 @@ def _read_spec(path: Path):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from training.console import ConsoleReporter
+    from training.data.access import DatasetAccess
     from training.trainer import run
 
     spec = _read_spec(Path(args.config))
+    access = DatasetAccess.from_environ(os.environ).with_file_roots(Path(root).absolute() for root in args.file_root)
     reporter = ConsoleReporter()
     with reporter.stop_on_interrupt():
-        result = run(spec, Path(args.out), reporter, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+        result = run(
+            spec,
+            Path(args.out),
+            reporter,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            access=access,
+        )
     loss = result.final_metrics.get("train/loss")
     summary = [f"steps {result.steps_done}/{result.total_steps}"]
     if loss is not None:
@@ -115,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("config", help="TrainSpec JSON file (see examples/)")
     run_parser.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, result.json)")
     run_parser.add_argument("--cache-dir", help="dataset cache (default ~/.cache/robotrain/datasets)")
+    run_parser.add_argument(
+        "--file-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory file:// datasets may be read from (repeatable; adds to ROBOTRAIN_FILE_DATASET_ROOTS)",
+    )
     run_parser.set_defaults(handler=_cmd_run)
 
     eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint by seeded rollouts")

@@ -26,15 +26,17 @@ from training.checkpoint import (
     load_policy,
     load_train_spec,
     load_training_state,
+    prune_checkpoints,
     remove_stale_temporaries,
     save_checkpoint,
 )
+from training.data.access import DatasetAccess
 from training.data.dataset import ACTION_KEY, EpisodeDataset, PolicyFeatures
 from training.data.sampler import WindowSampler, split_episodes
 from training.data.sources import load_dataset
 from training.device import resolve_device
 from training.envs import make_env
-from training.errors import CheckpointError, DatasetError, EnvironmentError_, TrainingError
+from training.errors import CheckpointError, DatasetError, EnvironmentError_, LimitExceeded, TrainingError
 from training.evaluate import evaluate, isolated_rng
 from training.optim import (
     Ema,
@@ -45,8 +47,9 @@ from training.optim import (
 )
 from training.policies import make_policy
 from training.policies.base import Policy
+from training.policies.size import size_problems
 from training.reporter import NullReporter, Reporter
-from training.spec import TrainSpec
+from training.spec import Limits, TrainSpec, limit_problems
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
@@ -212,9 +215,18 @@ class _Run:
     """The state of one run() call; methods are the phases of the loop."""
 
     def __init__(
-        self, spec: TrainSpec, out_dir: Path, reporter: Reporter, cache_dir: Path | None, report_interval_s: float
+        self,
+        spec: TrainSpec,
+        out_dir: Path,
+        reporter: Reporter,
+        cache_dir: Path | None,
+        report_interval_s: float,
+        access: DatasetAccess,
+        limits: Limits,
     ):
         self.spec = spec
+        self.access = access
+        self.limits = limits
         self.out_dir = out_dir
         self.reporter = reporter
         self.cache_dir = cache_dir
@@ -231,8 +243,19 @@ class _Run:
     def setup(self) -> None:
         spec = self.spec
         self.device = resolve_device(spec.training.device)
-        self.dataset = load_dataset(spec.dataset.uri, self.cache_dir)  # None: ~/.cache/robotrain/datasets
+        problems = limit_problems(spec, self.limits)
+        if problems:
+            raise LimitExceeded("; ".join(problems))
+        self.dataset = load_dataset(  # cache_dir None: ~/.cache/robotrain/datasets
+            spec.dataset.uri, self.cache_dir, self.access, max_bytes=self.limits.max_dataset_bytes
+        )
         self.features = self.dataset.policy_features()
+        try:
+            problems = size_problems(spec, self.limits, self.features)
+        except ValueError as exc:  # the policy cannot use these features (e.g. no observation at all)
+            raise DatasetError(f"this dataset cannot train a {spec.policy.type} policy: {exc}") from exc
+        if problems:
+            raise LimitExceeded("; ".join(problems))
         if spec.eval.env is not None:
             check_eval_env(spec.eval.env, self.features)
 
@@ -315,6 +338,8 @@ class _Run:
             ema_state=self.ema.state_dict() if self.ema is not None else None,
         )
         self.last_saved_step, self.last_checkpoint = self.step, path
+        if self.limits.checkpoints_kept is not None:
+            prune_checkpoints(self.out_dir, self.limits.checkpoints_kept)
         self.reporter.checkpoint(self.step, path)
         return path
 
@@ -481,16 +506,30 @@ def run(
     *,
     cache_dir: Path | None = None,
     report_interval_s: float = 2.0,
+    access: DatasetAccess | None = None,
+    limits: Limits | None = None,
 ) -> TrainResult:
     """Train `spec` in `out_dir` (resuming from out_dir/checkpoints/last when it exists), evaluate the final
     checkpoint when spec.eval.env is set, write out_dir/result.json and return the result.
 
     Raises DatasetError (before any training) for a bad dataset, EnvironmentError_ when the eval env does not match
     the dataset, CheckpointError when out_dir holds a checkpoint of a different run or none that is complete, and
-    TrainingError for other failures worth telling the user (e.g. an unavailable device, a diverging loss)."""
+    TrainingError for other failures worth telling the user (e.g. an unavailable device, a diverging loss).
+
+    `access` decides which dataset sources may be read (default: builtin datasets and public Hub repos only);
+    `limits` bounds the job (default: none) and raises LimitExceeded, before training, for a spec or dataset over
+    them; `limits.checkpoints_kept` prunes older checkpoints as new ones land."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_state = _Run(spec, out_dir, reporter or NullReporter(), cache_dir, report_interval_s)
+    run_state = _Run(
+        spec,
+        out_dir,
+        reporter or NullReporter(),
+        cache_dir,
+        report_interval_s,
+        access if access is not None else DatasetAccess(),
+        limits if limits is not None else Limits(),
+    )
     run_state.setup()
     result = run_state.train()
     tmp = out_dir / f".{RESULT_FILE}.tmp"

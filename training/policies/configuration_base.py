@@ -14,7 +14,7 @@ def _type_is_required(schema: dict) -> None:
 
 
 class PolicyConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_type_is_required)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, json_schema_extra=_type_is_required)
 
     # Optimizer preset: used unless the spec's `training` section overrides lr / weight_decay / warmup_steps.
     optimizer_lr: float = Field(1e-4, gt=0, le=1.0)
