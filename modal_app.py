@@ -44,6 +44,7 @@ image = (
         {
             "ROBOTRAIN_LAUNCHER": "modal",
             "ROBOTRAIN_ARTIFACTS_DIR": f"{ARTIFACTS_MOUNT}/jobs",
+            "ROBOTRAIN_DATASETS_DIR": f"{ARTIFACTS_MOUNT}/datasets",  # uploads, on the same Volume
             "ROBOTRAIN_DATA_DIR": "/tmp/robotrain",
             "ROBOTRAIN_DEFAULT_GPU": settings.default_gpu,
             "ROBOTRAIN_MODAL_APP_NAME": APP_NAME,

@@ -170,7 +170,7 @@ def check_file_path(path: Path, access: DatasetAccess) -> Path:
     whether or not the path exists, so refusals reveal nothing about the host's files."""
     refusal = DatasetAccessDenied(
         f"file:// datasets must lie under a directory the operator allows (ROBOTRAIN_FILE_DATASET_ROOTS); "
-        f"{path} does not"
+        f"{path.as_uri()} does not"
     )
     # Lexically first (the path has no '..' segments), so nothing on disk is consulted for a path outside every
     # root; then resolved, so a symlink inside a root cannot point out of it.

@@ -104,7 +104,7 @@ def resolve_dataset(
         if parts.scheme == "file":
             root = check_file_path(file_path(uri), access)
             if not root.is_dir():
-                raise DatasetError(f"dataset directory {file_path(uri)} does not exist")
+                raise DatasetError(f"dataset directory {file_path(uri).as_uri()} does not exist")
             return root
         if parts.scheme == UPLOAD_SCHEME:
             return access.uploads[upload_id(uri)]

@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
+from robotrain.api.datasets import UPLOAD_PATHS, datasets_router
 from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
 from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
+from robotrain.datasets.service import DatasetService
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components, TokenVerifier
 
@@ -59,14 +61,17 @@ def create_app(
     app.state.settings = settings
     app.state.components = components
     app.state.service = service
+    app.state.datasets = DatasetService(components)
     app.state.verifier = verifier
     app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(jobs_router)
+    app.include_router(datasets_router)
     # The last added runs first: security headers wrap everything (413s and CORS preflights included), and CORS
     # wraps the size limit so a browser can read its 413.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Uploads stream their bodies to disk under their own limit (ROBOTRAIN_MAX_UPLOAD_BYTES), unbuffered.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, streamed_paths=UPLOAD_PATHS)
     cors = cors_middleware_options(settings.cors_origins)
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
