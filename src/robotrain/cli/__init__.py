@@ -1,5 +1,5 @@
 """`robotrain`: run the server (`serve`), mint a local token (`token`), and drive jobs over HTTP as a client
-(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`).
+(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`, `datasets upload|list|rm`).
 
 The client commands talk to --url (or ROBOTRAIN_URL) with --token (or ROBOTRAIN_TOKEN). A server error is printed
 as one line, `error <code>: <message>`, and the command exits with status 1."""
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.datasets import add_parser as add_datasets_parser
+from robotrain.cli.datasets import cmd_datasets
 from robotrain.cli.jobs import (
     _safe_target,
     cmd_cancel,
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("job_id")
     download.add_argument("--path")
     download.add_argument("--out", help="directory to write into (default: ./JOB_ID)")
+    add_datasets_parser(commands)
     return parser
 
 
@@ -74,6 +77,7 @@ CLIENT_COMMANDS = {
     "cancel": cmd_cancel,
     "retry": cmd_retry,
     "download": cmd_download,
+    "datasets": cmd_datasets,
 }
 
 

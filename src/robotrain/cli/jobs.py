@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.datasets import local_dataset, upload
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_INTERVAL_S = 1.0
@@ -83,6 +84,12 @@ def cmd_submit(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
         raise CliError("spec_unreadable", f"cannot read {path}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise CliError("spec_invalid_json", f"{path} is not JSON: {exc}") from exc
+    dataset = spec.get("dataset") if isinstance(spec, dict) else None
+    if isinstance(dataset, dict) and (directory := local_dataset(dataset.get("uri"))) is not None:
+        # a local directory: upload it first, and train on the upload
+        uploaded = upload(api, directory)
+        dataset["uri"] = uploaded["uri"]
+        out(f"uploaded {directory} as {uploaded['uri']}")
     job = api.json("POST", "/jobs", json=spec)
     out(f"submitted {job['id']} ({job['status']})")
     if not args.follow:
