@@ -18,6 +18,7 @@ FLOAT_BYTES = 4  # frames live on the training device as float32
 
 
 def count_parameters(config: PolicyConfigBase, features: PolicyFeatures) -> int:
+    """The policy's parameter count; ValueError when it cannot be built for these features."""
     return _count(config, tuple(features.observation.items()), features.action_dim)
 
 
@@ -28,8 +29,11 @@ def _count(config: PolicyConfigBase, observation: tuple[tuple[str, int], ...], a
 
     from training.policies import make_policy
 
-    with torch.device("meta"):
-        policy = make_policy(config, PolicyFeatures(observation=dict(observation), action_dim=action_dim), None)
+    try:
+        with torch.device("meta"):
+            policy = make_policy(config, PolicyFeatures(observation=dict(observation), action_dim=action_dim), None)
+    except RuntimeError as error:  # shapes torch refuses: the config cannot be built for these features
+        raise ValueError(str(error).splitlines()[0]) from None
     return sum(parameter.numel() for parameter in policy.parameters())
 
 
