@@ -115,8 +115,8 @@ def _zip_members(archive: Path, media_type: str) -> Iterator[_Member]:
     try:
         with zipfile.ZipFile(archive) as bundle:
             for info in bundle.infolist():
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+                kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip records permissions only
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                     raise ArchiveError(f"archive member {info.filename!r} is a link or special file")
                 if info.flag_bits & 0x1:
                     raise ArchiveError(f"archive member {info.filename!r} is encrypted")
