@@ -100,6 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, local_key_dir: Path, moto_en
         "ROBOTRAIN_MAX_RUNNING_JOBS_PER_USER": "3",
         "ROBOTRAIN_DRAIN_INTERVAL_S": "0.5",
         "ROBOTRAIN_PROGRESS_INTERVAL_S": "0.2",
+        "ROBOTRAIN_CHECKPOINTS_KEPT": "1",
         "AWS_ENDPOINT_URL_S3": moto_endpoint,
         "OMP_NUM_THREADS": "1",
         **moto.FAKE_CREDENTIALS,
@@ -337,7 +338,9 @@ def test_cookie_writes_need_an_allowed_origin(stack: Stack) -> None:
 # --- in the worker --------------------------------------------------------------------------------------------------
 
 
-def test_the_worker_refuses_escaping_keys_and_linked_files_and_shows_no_host_paths(stack: Stack) -> None:
+def test_the_worker_refuses_escaping_keys_linked_files_and_oversized_prefixes_and_shows_no_host_paths(
+    stack: Stack,
+) -> None:
     s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, **_aws_arguments())
     for path in (stack.shared / "pub").rglob("*"):
         if path.is_file():
@@ -345,19 +348,26 @@ def test_the_worker_refuses_escaping_keys_and_linked_files_and_shows_no_host_pat
                 Bucket=ALLOWED_BUCKET, Key=f"data/{path.relative_to(stack.shared / 'pub')}", Body=path.read_bytes()
             )
     s3.put_object(Bucket=ALLOWED_BUCKET, Key="data/" + "../" * 12 + "keys/private.pem", Body=b"attacker's key")
+    s3.put_object(Bucket=ALLOWED_BUCKET, Key="big/meta/info.json", Body=b"{}")
+    s3.put_object(Bucket=ALLOWED_BUCKET, Key="big/data/blob", Body=b"\0" * (MAX_DATASET + 1))
     linked = stack.shared / "linked"
     shutil.copytree(stack.shared / "pub", linked)
     (linked / "meta" / "stats.json").unlink()
     (linked / "meta" / "stats.json").symlink_to(stack.data_dir / "keys" / "private.pem")
     try:
-        jobs = [stack.submit(stack.alice, "s3://allowed-bucket/data"), stack.submit(stack.alice, linked.as_uri())]
-        assert [job.status_code for job in jobs] == [202, 202], [job.text for job in jobs]
+        jobs = [
+            stack.submit(stack.alice, "s3://allowed-bucket/data"),
+            stack.submit(stack.alice, linked.as_uri()),
+            stack.submit(stack.alice, "s3://allowed-bucket/big"),
+        ]
+        assert [job.status_code for job in jobs] == [202, 202, 202], [job.text for job in jobs]
         finished = [stack.wait_until_finished(stack.alice, job.json()["id"]) for job in jobs]
     finally:
         shutil.rmtree(linked)
-    assert [job["error"]["code"] for job in finished] == ["dataset_invalid", "dataset_invalid"]
+    assert [job["error"]["code"] for job in finished] == ["dataset_invalid", "dataset_invalid", "limit_exceeded"]
     assert "would escape the dataset directory" in finished[0]["error"]["message"]
     assert "meta/stats.json is a symlink that points outside the dataset" in finished[1]["error"]["message"]
+    assert f"this service reads at most {MAX_DATASET:,}" in finished[2]["error"]["message"]  # before downloading
     for job in finished:
         events = httpx.get(f"{stack.url}/jobs/{job['id']}/events", headers=stack.alice).json()["data"]
         shown = json.dumps([job["error"], *events])
@@ -389,6 +399,9 @@ def test_quickstart_upload_by_the_cli_and_train_by_uri_with_a_least_privilege_wo
     assert "eval success rate:" in out and "checkpoint: checkpoints/000020" in out
     job_id = re.search(r"submitted (job_\w+)", out).group(1)
     assert stack.job(stack.alice, job_id)["spec"]["dataset"]["uri"] == uri
+    artifacts = httpx.get(f"{stack.url}/jobs/{job_id}/artifacts", headers=stack.alice).json()["data"]
+    kept = {item["path"].split("/")[1] for item in artifacts if item["path"].startswith("checkpoints/0")}
+    assert kept == {"000020"}  # ROBOTRAIN_CHECKPOINTS_KEPT=1: step 10 was pruned (and 20 is also the best)
     watcher.join(timeout=30)
     assert worker_environ, "no worker process was seen"
     assert worker_environ.get("ROBOTRAIN_DATA_DIR") == str(stack.data_dir)

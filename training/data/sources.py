@@ -187,7 +187,7 @@ def _huggingface(
     """Download the repo's meta/ and data/ into the Hub cache. Anonymously (public repos only) unless the operator
     lists the repo's organisation; then with the service's token, into a cache kept per owner."""
     import httpx2  # huggingface_hub's HTTP client; its errors can escape snapshot_download
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     where = f"hf://{repo}" + (f"@{revision}" if revision else "")
@@ -202,7 +202,8 @@ def _huggingface(
         "token": None if private else False,  # None: the service's own token (HF_TOKEN); False: anonymous
     }
     try:
-        if max_bytes is not None:
+        # The dry run asks the Hub for sizes; offline there is nothing to download, and read_local bounds the copy.
+        if max_bytes is not None and not constants.HF_HUB_OFFLINE:
             planned = snapshot_download(**options, dry_run=True)
             size = sum(info.file_size or 0 for info in planned)
             if size > max_bytes:

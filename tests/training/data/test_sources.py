@@ -212,8 +212,10 @@ def test_hf_snapshot_in_the_hub_cache_is_read(tmp_path, monkeypatch):
 
     snapshot = hub_snapshot(tmp_path / "hf", "org/name")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    dataset = load_dataset("hf://org/name", tmp_path)
+    dataset = load_dataset("hf://org/name", tmp_path, max_bytes=10**6)  # the worker always passes a limit
     assert dataset.num_frames == 7 and dataset.root == snapshot
+    with pytest.raises(LimitExceeded):  # offline, the copy itself is measured
+        load_dataset("hf://org/name", tmp_path, max_bytes=100)
 
 
 def test_hf_repos_of_listed_orgs_are_cached_per_owner(tmp_path, monkeypatch):
@@ -266,7 +268,7 @@ def test_hf_sends_the_services_token_only_for_listed_orgs(tmp_path, monkeypatch)
         access = DatasetAccess(hf_orgs=frozenset({"team"}), owner="user_alice")
         for uri in ("hf://public/name", "hf://team/name"):
             with pytest.raises(DatasetError, match="could not download"):
-                load_dataset(uri, tmp_path, access)
+                load_dataset(uri, tmp_path, access, max_bytes=10**6)  # the size-asking dry run goes first
             assert hub.authorization, f"{uri}: the hub saw no request"
             sent = set(hub.authorization)
             hub.authorization.clear()
