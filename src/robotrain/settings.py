@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     max_steps: int = Field(1_000_000, ge=1)
     max_eval_episodes: int = Field(1000, ge=1)  # per job, periodic evaluations included
     max_builtin_episodes: int = Field(5000, ge=1)
-    max_checkpoint_saves: int = Field(1000, ge=1)  # checkpoints a job writes, kept or not
+    max_checkpoint_saves: int = Field(10_000, ge=1)  # checkpoints a job writes, kept or not
     max_dataset_bytes: int = Field(10 * GIB, ge=1)  # a dataset read, downloaded or uploaded (extracted)
     max_artifacts_bytes_per_user: int = Field(50 * GIB, ge=1)  # a user's uploads and job artifacts together
     checkpoints_kept: int = Field(3, ge=1)  # per job: the last N, and the best by evaluation

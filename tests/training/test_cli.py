@@ -26,7 +26,7 @@ def test_a_bad_dataset_path_prints_one_line_without_traceback_and_exits_2(tmp_pa
     )
     command = [sys.executable, "-m", "training", "run", str(config), "--out", str(tmp_path / "out")]
     for extra, expected in (
-        (["--file-root", str(tmp_path)], f"dataset directory {tmp_path}/nope does not exist"),
+        (["--file-root", str(tmp_path)], f"dataset directory file://{tmp_path}/nope does not exist"),
         ([], "file:// datasets must lie under a directory the operator allows"),  # the default allows no file://
     ):
         environ = {k: v for k, v in os.environ.items() if k != "ROBOTRAIN_FILE_DATASET_ROOTS"}

@@ -4,7 +4,6 @@ control plane: its entry point hands it both (`robotrain serve` a local Dispatch
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -19,7 +18,6 @@ from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middle
 from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
 from robotrain.datasets.service import DatasetService
-from robotrain.jobs.admission import Admission
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components, TokenVerifier
 
@@ -46,8 +44,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Sizing a spec at submit needs torch: load it now, beside serving, rather than in the first submit.
-        threading.Thread(target=Admission.warm_up, name="admission-warm-up", daemon=True).start()
         for task in background:
             task.start()
         try:

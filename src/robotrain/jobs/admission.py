@@ -50,22 +50,9 @@ class Admission:
         if problems:
             raise LimitExceeded("; ".join(problems))
 
-    @staticmethod
-    def warm_up() -> None:
-        """Import torch and count each policy family once (seconds, the first time in a process), so the first
-        submit after a start does not pay for it. Run on a background thread at the API's start."""
-        from pydantic import TypeAdapter
-
-        from training.data.inspect import builtin_policy_features
-        from training.policies.size import count_parameters
-        from training.spec import PolicyConfig
-
-        features = builtin_policy_features("push2d")
-        for policy_type in ("mlp", "act", "diffusion"):
-            count_parameters(TypeAdapter(PolicyConfig).validate_python({"type": policy_type}), features)
-
     def _size_problems(self, user_id: str, spec: TrainSpec, features) -> list[str]:
-        # torch is imported here, on the first spec with known features, never at the API's start.
+        # torch is imported here, by the first spec with known features (seconds, once per process), never at the
+        # API's start: an import beside the event loop would slow every request answered meanwhile.
         from training.policies.size import checkpoint_bytes, count_parameters, size_problems
 
         limits = training_limits(self._settings)
