@@ -10,8 +10,9 @@
 `model.safetensors` holds the weights to deploy: the EMA weights when the policy trains with EMA, whose raw weights
 then live in `training_state/raw_model.safetensors`. A checkpoint is built in a temporary directory inside
 `checkpoints/`, fsynced, renamed to its step, and only then is `last` repointed (os.replace), so a crash at any point
-leaves `last` naming a complete checkpoint. Every checkpoint is kept: low-dimensional policies are small, and users
-pick earlier ones when success peaks before the end of training (robomimic reports the best checkpoint).
+leaves `last` naming a complete checkpoint. `prune_checkpoints` bounds what a run keeps: the newest N, the one `last`
+names, and the best by evaluation (users pick earlier checkpoints when success peaks before the end of training;
+robomimic reports the best checkpoint). Without it every checkpoint is kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from training.data.dataset import PolicyFeatures
 from training.errors import CheckpointError
+from training.paths import remove_inside
 from training.policies import make_policy
 from training.policies.act.configuration_act import ActConfig
 from training.policies.base import Policy
@@ -55,6 +58,8 @@ STEP_FILE = "training_step.json"
 RAW_MODEL_FILE = "raw_model.safetensors"
 EMA_FILE = "ema_state.safetensors"
 _TMP_PREFIX = ".tmp-"
+EVAL_DIR = "eval"
+_EVAL_INFO = re.compile(r"^eval_info_(\d+)\.json$")  # eval/eval_info_<step:06d>.json, written by the trainer
 # The spec's discriminated union of policy configs, validated as the spec does.
 _POLICY_CONFIG: TypeAdapter[MlpConfig | ActConfig | DiffusionConfig] = TypeAdapter(PolicyConfig)
 
@@ -235,6 +240,43 @@ def remove_stale_temporaries(checkpoints: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def best_evaluated(run_dir: Path) -> str | None:
+    """The checkpoint (by name) with the highest evaluated success rate among those still on disk; a tie goes to
+    the later step. None when no existing checkpoint was evaluated."""
+    run_dir = Path(run_dir)
+    existing = {path.name for path in _step_dirs(run_dir / CHECKPOINTS_DIR)}
+    best: tuple[float, int] | None = None
+    eval_dir = run_dir / EVAL_DIR
+    for path in eval_dir.iterdir() if eval_dir.is_dir() else ():
+        match = _EVAL_INFO.match(path.name)
+        if match is None or checkpoint_name(int(match.group(1))) not in existing:
+            continue
+        try:
+            success = float(json.loads(path.read_text())["pc_success"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a results file cut short by a crash ranks nowhere
+        candidate = (success, int(match.group(1)))
+        if best is None or candidate > best:
+            best = candidate
+    return checkpoint_name(best[1]) if best is not None else None
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> list[str]:
+    """Delete the run's checkpoints except the newest `keep_last`, the one `last` names and the best evaluated one;
+    return the names deleted. Deletions stay inside the run's checkpoints directory."""
+    if keep_last < 1:
+        raise ValueError("keep_last must be at least 1")
+    checkpoints = Path(run_dir) / CHECKPOINTS_DIR
+    steps = _step_dirs(checkpoints)
+    keep = {path.name for path in steps[-keep_last:]} | {read_last(checkpoints), best_evaluated(run_dir)}
+    removed = []
+    for path in steps:
+        if path.name not in keep:
+            remove_inside(checkpoints, path)
+            removed.append(path.name)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------------------- finding

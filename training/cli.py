@@ -1,6 +1,6 @@
 """`python -m training`: train, evaluate and make datasets from the command line.
 
-    python -m training run CONFIG.json --out DIR [--cache-dir DIR]     (rerun on the same DIR resumes)
+    python -m training run CONFIG.json --out DIR [--cache-dir DIR] [--file-root DIR ...]   (rerun on DIR resumes)
     python -m training eval CHECKPOINT_DIR --env push2d|pusht --episodes 50 [--device auto] [--videos DIR]
     python -m training make-dataset push2d|pusht --episodes 200 --out DIR [--seed 0] [--images | --video]
         [--obs-type pixels|pixels_agent_pos] [--image-size 64]
@@ -8,6 +8,10 @@
 `run` reads ImageNet weights for policy.pretrained_backbone from $ROBOTRAIN_WEIGHTS_DIR.
 
 A bad spec, dataset or checkpoint prints one line to stderr, without a traceback, and exits with status 2.
+
+`run` reads datasets under the service's rules (training.data.access): file:// only under a --file-root or a
+directory in ROBOTRAIN_FILE_DATASET_ROOTS, s3:// only for buckets in ROBOTRAIN_S3_BUCKETS, hf:// anonymously unless
+the organisation is in ROBOTRAIN_HF_ORGS.
 """
 
 from __future__ import annotations
@@ -59,9 +63,11 @@ def _read_spec(path: Path):
 def _cmd_run(args: argparse.Namespace) -> int:
     from training.console import ConsoleReporter
     from training.policies.vision.weights import WEIGHTS_DIR_ENV
+    from training.data.access import DatasetAccess
     from training.trainer import run
 
     spec = _read_spec(Path(args.config))
+    access = DatasetAccess.from_environ(os.environ).with_file_roots(Path(root).absolute() for root in args.file_root)
     reporter = ConsoleReporter()
     weights_dir = os.environ.get(WEIGHTS_DIR_ENV)
     with reporter.stop_on_interrupt():
@@ -71,6 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             reporter,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             weights_dir=Path(weights_dir) if weights_dir else None,
+            access=access,
         )
     loss = result.final_metrics.get("train/loss")
     summary = [f"steps {result.steps_done}/{result.total_steps}"]
@@ -154,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("config", help="TrainSpec JSON file (see examples/)")
     run_parser.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, result.json)")
     run_parser.add_argument("--cache-dir", help="dataset cache (default ~/.cache/robotrain/datasets)")
+    run_parser.add_argument(
+        "--file-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory file:// datasets may be read from (repeatable; adds to ROBOTRAIN_FILE_DATASET_ROOTS)",
+    )
     run_parser.set_defaults(handler=_cmd_run)
 
     eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint by seeded rollouts")

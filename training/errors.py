@@ -28,3 +28,16 @@ class EnvironmentError_(TrainingError):  # noqa: N801 - avoid shadowing the buil
     """The evaluation environment is unknown or does not match the dataset's features."""
 
     code = "eval_env_invalid"
+
+
+class DatasetAccessDenied(DatasetError):
+    """The dataset URI names a source this run may not read (a file outside the allowed roots, an unlisted bucket,
+    another owner's upload). The message names the rule, never what exists beyond it."""
+
+    code = "dataset_forbidden"
+
+
+class LimitExceeded(TrainingError):
+    """The run would exceed a limit its operator set (model size, batch size, storage, ...)."""
+
+    code = "limit_exceeded"

@@ -1,17 +1,21 @@
 """The training spec: one pydantic model that the CLI reads from JSON and the API accepts as a job body.
 
-Only `policy.type` and `dataset.uri` are required. Unknown fields are refused (`extra="forbid"`), and every error
-names its field, so a bad spec fails at submit time and never on a GPU.
+Only `policy.type` and `dataset.uri` are required. Unknown fields are refused (`extra="forbid"`), every float must be
+finite (`allow_inf_nan=False`: JSON parsers accept `Infinity` and `NaN`), and every error names its field, so a bad
+spec fails at submit time and never on a GPU. `Limits` are an operator's bounds on top of the spec's own ranges,
+checked at submit (what the spec alone shows, `limit_problems`) and again by `training.run`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from training.data.access import UPLOAD_SCHEME, UriError, file_path, hf_location, s3_location, upload_id
 from training.policies.act.configuration_act import ActConfig
 from training.policies.configuration_base import ObservationKind
 from training.policies.diffusion.configuration_diffusion import DiffusionConfig
@@ -48,8 +52,6 @@ PLATFORM_MAX_TIMEOUT_S = 24 * 60 * 60
 TIMEOUT_GRACE_S = 300
 MAX_TIMEOUT_MINUTES = (PLATFORM_MAX_TIMEOUT_S - TIMEOUT_GRACE_S) // 60
 
-_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$")
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _BUILTIN_PARAMS = ("episodes", "seed", "obs_type", "image_size", "video")
 
 # The URIs the validator below accepts, as a JSON-schema regex (ECMA and Rust-regex compatible) so the OpenAPI schema
@@ -57,6 +59,11 @@ _BUILTIN_PARAMS = ("episodes", "seed", "obs_type", "image_size", "video")
 # matches passes the validator (built from the same constants); the validator's ranges become digit counts here.
 _EPISODES = r"([1-9][0-9]{0,4}|100000)"  # 1..100000
 _SEED = r"[0-9]{1,4}"  # 0..9999
+# A path segment that is neither "." nor ".." (no lookarounds: they are not portable), without "/", "\\", "%" (an
+# encoded "/" or "." could hide a climb), "?" or "#" (they would end the path), or NUL.
+_PLAIN = r"[^/\\%?#\x00]"
+_SEGMENT = rf"([^/\\%?#.\x00]{_PLAIN}*|\.[^/\\%?#.\x00]{_PLAIN}*|\.\.{_PLAIN}+)"
+_REVISION_SEGMENT = r"([A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)"
 _EVEN_16_TO_512 = r"(1[68]|[2-9][02468]|[1-4][0-9][02468]|50[02468]|51[02])"
 
 
@@ -83,15 +90,16 @@ DATASET_URI_PATTERN = (
     r"^("
     rf"builtin://push2d(\?({_PUSH2D_QUERY}|seed={_SEED}&episodes={_EPISODES}))?"
     rf"|builtin://pusht(\?{_PUSHT_QUERY})?"
-    r"|file://(localhost)?/.*"
-    r"|hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?"
-    r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?"
+    rf"|file://(localhost)?/({_SEGMENT}(/{_SEGMENT})*)?"
+    rf"|hf://[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@{_REVISION_SEGMENT}(/{_REVISION_SEGMENT})*)?"
+    rf"|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9](/({_SEGMENT}(/{_SEGMENT})*)?)?"
+    rf"|{UPLOAD_SCHEME}://ds_[0-9a-z]{{26}}"
     r")$"
 )
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Section):
@@ -99,7 +107,10 @@ class DatasetSpec(_Section):
         max_length=2048,
         # Schema only (not `pattern=`): the validator's messages name the exact problem; a regex mismatch would not.
         json_schema_extra={"pattern": DATASET_URI_PATTERN},
-        description="builtin://push2d?episodes=200&seed=0 | file:///abs/path | hf://org/name[@revision] | s3://bucket/prefix",
+        description=(
+            "builtin://push2d?episodes=200&seed=0 | dataset://<id of your upload> | file:///abs/path | "
+            "hf://org/name[@revision] | s3://bucket/prefix (file://, s3:// and private hf:// need the operator's leave)"
+        ),
     )
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="Share of episodes held out for val/loss.")
 
@@ -133,17 +144,14 @@ class DatasetSpec(_Section):
                 raise ValueError("builtin parameter episodes must be between 1 and 100000")
             if int(params.get("seed", ["0"])[0]) >= 10_000:
                 raise ValueError("builtin parameter seed must be below 10000")
-        elif parts.scheme == "file":
-            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-                raise ValueError("file:// URIs need an absolute path: file:///abs/path")
-        elif parts.scheme == "hf":
-            if not _HF_REPO.match(parts.netloc + parts.path):
-                raise ValueError("hf:// URIs look like hf://org/name or hf://org/name@revision")
-        elif parts.scheme == "s3":
-            if not _S3_BUCKET.match(parts.netloc):
-                raise ValueError("s3:// URIs look like s3://bucket/prefix with a valid bucket name")
         else:
-            raise ValueError("dataset.uri must start with builtin://, file://, hf:// or s3://")
+            parsers = {"file": file_path, "hf": hf_location, "s3": s3_location, UPLOAD_SCHEME: upload_id}
+            if parts.scheme not in parsers:
+                raise ValueError("dataset.uri must start with builtin://, dataset://, file://, hf:// or s3://")
+            try:
+                parsers[parts.scheme](uri)
+            except UriError as error:
+                raise ValueError(str(error)) from None
         return uri
 
 
@@ -184,7 +192,7 @@ class ComputeSpec(_Section):
 class TrainSpec(BaseModel):
     """A whole training job."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field("", max_length=200)
     policy: PolicyConfig
@@ -207,3 +215,68 @@ class TrainSpec(BaseModel):
 
     def resolved_scheduler(self, kind: ObservationKind = "state") -> str:
         return self.policy.optimizer_preset(kind).scheduler
+
+
+# ------------------------------------------------------------------------------------------------------- limits
+class Limits(BaseModel):
+    """An operator's bounds on one job, beyond the spec's own ranges. None leaves a bound off (the library's
+    default: `python -m training run` on a user's own machine)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_parameters: int | None = Field(None, ge=1, description="Parameters of the policy.")
+    max_batch_bytes: int | None = Field(None, ge=1, description="training.batch_size x the bytes of one frame.")
+    max_steps: int | None = Field(None, ge=1)
+    max_eval_episodes: int | None = Field(None, ge=1, description="Rollouts per job, periodic evaluations included.")
+    max_builtin_episodes: int | None = Field(None, ge=1)
+    max_checkpoint_saves: int | None = Field(None, ge=1, description="Checkpoints a job writes (kept or not).")
+    max_dataset_bytes: int | None = Field(None, ge=1, description="Bytes of a dataset read or downloaded.")
+    checkpoints_kept: int | None = Field(None, ge=1, description="The last N checkpoints are kept (and the best).")
+
+
+def eval_episodes(spec: TrainSpec) -> int:
+    """Rollouts the job runs: `eval.episodes` at the end, and again every `eval.every` steps before it."""
+    if spec.eval.env is None:
+        return 0
+    periodic = (spec.training.steps - 1) // spec.eval.every if spec.eval.every else 0
+    return spec.eval.episodes * (1 + periodic)
+
+
+def checkpoint_saves(spec: TrainSpec) -> int:
+    """Checkpoints the job writes: one every `checkpoint_every` steps and one at the end."""
+    return spec.training.steps // spec.training.checkpoint_every + 1
+
+
+def builtin_episodes(spec: TrainSpec) -> int | None:
+    parts = urlsplit(spec.dataset.uri)
+    if parts.scheme != "builtin":
+        return None
+    return int(parse_qs(parts.query).get("episodes", ["200"])[0])
+
+
+def limit_problems(spec: TrainSpec, limits: Limits) -> list[str]:
+    """What the spec alone shows to be over `limits`, one sentence each naming the field (empty when within)."""
+    problems = []
+    steps = spec.training.steps
+    if limits.max_steps is not None and steps > limits.max_steps:
+        problems.append(f"training.steps is {steps}; this service allows at most {limits.max_steps}")
+    episodes = eval_episodes(spec)
+    if limits.max_eval_episodes is not None and episodes > limits.max_eval_episodes:
+        problems.append(
+            f"eval.episodes and eval.every make {episodes} evaluation rollouts; this service allows at most "
+            f"{limits.max_eval_episodes} per job"
+        )
+    builtin = builtin_episodes(spec)
+    if builtin is not None and limits.max_builtin_episodes is not None and builtin > limits.max_builtin_episodes:
+        problems.append(
+            f"dataset.uri asks for {builtin} builtin episodes; this service generates at most "
+            f"{limits.max_builtin_episodes}"
+        )
+    saves = checkpoint_saves(spec)
+    if limits.max_checkpoint_saves is not None and saves > limits.max_checkpoint_saves:
+        least = math.ceil(steps / max(1, limits.max_checkpoint_saves - 1))
+        problems.append(
+            f"training.checkpoint_every {spec.training.checkpoint_every} writes {saves} checkpoints over {steps} "
+            f"steps; this service allows {limits.max_checkpoint_saves} per job (checkpoint_every >= {least})"
+        )
+    return problems

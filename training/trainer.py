@@ -26,16 +26,18 @@ from training.checkpoint import (
     load_policy,
     load_train_spec,
     load_training_state,
+    prune_checkpoints,
     remove_stale_temporaries,
     save_checkpoint,
 )
+from training.data.access import DatasetAccess
 from training.data.dataset import ACTION_KEY, EpisodeDataset, PolicyFeatures
 from training.data.frame_cache import decode_cameras
 from training.data.sampler import WindowSampler, split_episodes
 from training.data.sources import DEFAULT_CACHE_DIR, load_dataset
 from training.device import resolve_device
 from training.envs import make_env
-from training.errors import CheckpointError, DatasetError, EnvironmentError_, TrainingError
+from training.errors import CheckpointError, DatasetError, EnvironmentError_, LimitExceeded, TrainingError
 from training.evaluate import evaluate, isolated_rng
 from training.optim import (
     Ema,
@@ -50,8 +52,9 @@ from training.policies.configuration_base import ObservationKind
 from training.policies.diffusion.configuration_diffusion import DiffusionConfig
 from training.policies.vision.geometry import input_size
 from training.policies.vision.weights import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_weights
+from training.policies.size import size_problems
 from training.reporter import NullReporter, Reporter
-from training.spec import TrainSpec
+from training.spec import Limits, TrainSpec, limit_problems
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
@@ -245,8 +248,12 @@ class _Run:
         cache_dir: Path | None,
         report_interval_s: float,
         weights_dir: Path | None = None,
+        access: DatasetAccess | None = None,
+        limits: Limits | None = None,
     ):
         self.spec = spec
+        self.access = access if access is not None else DatasetAccess()
+        self.limits = limits if limits is not None else Limits()
         self.out_dir = out_dir
         self.reporter = reporter
         self.cache_dir = cache_dir
@@ -305,9 +312,21 @@ class _Run:
 
     def load_data(self) -> None:
         """Read the dataset, and decode its cameras at the policy's input size (once per dataset: cached)."""
+        spec = self.spec
+        problems = limit_problems(spec, self.limits)
+        if problems:
+            raise LimitExceeded("; ".join(problems))
         cache = self.cache_dir if self.cache_dir is not None else DEFAULT_CACHE_DIR
-        self.dataset = load_dataset(self.spec.dataset.uri, self.cache_dir)  # None: ~/.cache/robotrain/datasets
+        self.dataset = load_dataset(  # cache_dir None: ~/.cache/robotrain/datasets
+            spec.dataset.uri, self.cache_dir, self.access, max_bytes=self.limits.max_dataset_bytes
+        )
         self.features = self.dataset.policy_features()
+        try:
+            problems = size_problems(spec, self.limits, self.features)
+        except ValueError as exc:  # the policy cannot use these features (e.g. no observation at all)
+            raise DatasetError(f"this dataset cannot train a {spec.policy.type} policy: {exc}") from exc
+        if problems:
+            raise LimitExceeded("; ".join(problems))
         image_size = self.spec.policy.image_size
         sizes = {key: input_size((shape[1], shape[2]), image_size) for key, shape in self.features.images.items()}
         decode_cameras(self.dataset, sizes, Path(cache), log=self.reporter.log)
@@ -376,6 +395,8 @@ class _Run:
             ema_state=self.ema.state_dict() if self.ema is not None else None,
         )
         self.last_saved_step, self.last_checkpoint = self.step, path
+        if self.limits.checkpoints_kept is not None:
+            prune_checkpoints(self.out_dir, self.limits.checkpoints_kept)
         self.reporter.checkpoint(self.step, path)
         return path
 
@@ -567,6 +588,8 @@ def run(
     cache_dir: Path | None = None,
     report_interval_s: float = 2.0,
     weights_dir: Path | None = None,
+    access: DatasetAccess | None = None,
+    limits: Limits | None = None,
 ) -> TrainResult:
     """Train `spec` in `out_dir` (resuming from out_dir/checkpoints/last when it exists), evaluate the final
     checkpoint when spec.eval.env is set, write out_dir/result.json and return the result.
@@ -576,10 +599,16 @@ def run(
     TrainingError for other failures worth telling the user (e.g. an unavailable device, a diverging loss).
 
     `cache_dir` holds generated and downloaded datasets and decoded camera frames (default
-    ~/.cache/robotrain/datasets); `weights_dir` holds resnet18-f37072fd.pth for policy.pretrained_backbone."""
+    ~/.cache/robotrain/datasets); `weights_dir` holds resnet18-f37072fd.pth for policy.pretrained_backbone.
+
+    `access` decides which dataset sources may be read (default: builtin datasets and public Hub repos only);
+    `limits` bounds the job (default: none) and raises LimitExceeded, before training, for a spec or dataset over
+    them; `limits.checkpoints_kept` prunes older checkpoints as new ones land."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_state = _Run(spec, out_dir, reporter or NullReporter(), cache_dir, report_interval_s, weights_dir)
+    run_state = _Run(
+        spec, out_dir, reporter or NullReporter(), cache_dir, report_interval_s, weights_dir, access, limits
+    )
     run_state.setup()
     result = run_state.train()
     tmp = out_dir / f".{RESULT_FILE}.tmp"

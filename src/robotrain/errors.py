@@ -32,6 +32,13 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class OriginRefused(Forbidden):
+    """A state-changing request authenticated by the session cookie came from an origin not in the allow-list
+    (cross-site request forgery)."""
+
+    code = "origin_refused"
+
+
 class JobNotFound(AppError):
     status_code = 404
     code = "job_not_found"
@@ -93,3 +100,11 @@ class LaunchError(Exception):
     """A launcher could not start (or stop) a worker right now: the platform refused or could not be reached.
     Not an AppError: no client sees it. The dispatcher retries launches that raise it, with backoff, and fails the
     job with `launch_failed` after N tries; launcher adapters wrap their SDK's transient errors in it."""
+
+
+class LimitExceeded(AppError):
+    """A request over one of the operator's limits (model size, steps, storage, ...): the message names the field
+    and the limit."""
+
+    status_code = 422
+    code = "limit_exceeded"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from robotrain.apikeys.models import ApiKey
+from robotrain.datasets.models import Dataset, DatasetPage
 from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page
 from robotrain.settings import Settings
 from robotrain.streams.models import JobFeed
@@ -180,6 +181,43 @@ class ApiKeyStore(Protocol):
         """Mark the user's key revoked; None when the user has no such key, or it is revoked already."""
 
 
+class DatasetStore(Protocol):
+    """The catalogue of uploaded datasets, and what each user stores (uploads plus job artifacts), for the per-user
+    storage limit. Every read and delete is scoped to an owner: another user's dataset is None, like a missing one."""
+
+    def create(self, dataset: Dataset) -> Dataset: ...
+
+    def get(self, dataset_id: str, *, user_id: str) -> Dataset | None: ...
+
+    def list_datasets(self, *, user_id: str, limit: int = 20, cursor: str | None = None) -> DatasetPage:
+        """The user's datasets newest first (created_at, then id, descending), paged like JobStore.list_jobs."""
+
+    def in_use(self, dataset_id: str, *, user_id: str) -> bool:
+        """Whether a queued, starting or running job of the user names `dataset://<dataset_id>`."""
+
+    def delete(self, dataset_id: str, *, user_id: str) -> bool:
+        """Delete the user's dataset unless it is in use, atomically; True when deleted, False when there is no such
+        dataset of this user. Raises DatasetInUse when an unfinished job names it."""
+
+    def record_artifact_bytes(self, job_id: str, *, user_id: str, size: int) -> None:
+        """Store the size of the job's artifacts as last measured (replacing the previous measure)."""
+
+    def usage_bytes(self, user_id: str) -> int:
+        """The bytes the user stores: the sizes of their datasets plus their jobs' recorded artifacts."""
+
+
+class DatasetFiles(Protocol):
+    """Where uploaded datasets' files live (`root`), and how a write on one machine becomes visible on another."""
+
+    root: Path
+
+    def publish(self) -> None:
+        """Make what this process wrote under `root` durable and visible to other machines (a Volume commit)."""
+
+    def refresh(self) -> None:
+        """See what other machines published under `root` (a Volume reload)."""
+
+
 class TokenVerifier(Protocol):
     def verify(self, token: str) -> str:
         """The user id the token proves; raises Unauthorized (or AuthUnavailable when keys cannot be fetched)."""
@@ -270,3 +308,7 @@ class Components:
     artifacts: ArtifactStore
     streams: StreamStore | None = None  # live streams (the API); None where a process does not serve them
     webhooks: WebhookStore | None = None  # webhook endpoints and their outbox (the API and the control plane)
+    # Uploaded datasets: always set by robotrain.wiring; None where a test builds Components without them (then
+    # dataset:// URIs and the /datasets routes answer that uploads are not available).
+    datasets: DatasetStore | None = None
+    dataset_files: DatasetFiles | None = None

@@ -8,12 +8,73 @@ modal the Modal launcher. Everything else runs on embedded defaults under ROBOTR
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GIB = 1 << 30
+
+# The settings a worker process is given (Settings.child_environ): what it needs to read and write its job, and the
+# rules and limits it enforces again. An allow-list, so a secret setting added later (like the internal token or the
+# Clerk keys, which only the API uses) never reaches a process that runs user-chosen training.
+WORKER_SETTINGS = (
+    "data_dir",
+    "log_level",
+    "heartbeat_interval_s",
+    "progress_interval_s",
+    "queue_visibility_timeout_s",
+    "queue_max_receives",
+    "artifacts_dir",
+    "dataset_cache_dir",
+    "datasets_dir",
+    "supabase_url",
+    "supabase_key",
+    "supabase_timeout_s",
+    "sqs_queue_url",
+    "aws_region",
+    "aws_endpoint_url_sqs",
+    "file_dataset_roots",
+    "s3_buckets",
+    "hf_orgs",
+    "max_policy_parameters",
+    "max_batch_bytes",
+    "max_steps",
+    "max_eval_episodes",
+    "max_builtin_episodes",
+    "max_checkpoint_saves",
+    "max_dataset_bytes",
+    "max_artifacts_bytes_per_user",
+    "checkpoints_kept",
+)
+# What a worker inherits from this process's environment beyond its settings: how to run Python and find a GPU, and
+# the credentials its SDKs read from the environment themselves (boto3: AWS_*, for SQS and S3 datasets; the Hub:
+# HF_*, whose token is used only for the organisations the operator lists).
+WORKER_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "PYTHONUNBUFFERED",
+    "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HF_TOKEN",
+    "HF_ENDPOINT",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+)
+WORKER_ENVIRONMENT_PREFIXES = ("AWS_", "LC_")
 
 
 def _csv(value: str | list[str] | None) -> list[str]:
@@ -95,7 +156,25 @@ class Settings(BaseSettings):
     webhook_retry_max_s: float = Field(6 * 3600.0, gt=0)
     webhook_retry_for_s: float = Field(26 * 3600.0, gt=0)  # a delivery is retried this long before it is failed
 
-    @field_validator("cors_origins", "clerk_authorized_parties", mode="before")
+    # --- tenancy: what a user may read and use (README, "Security model") ------------------------------------------
+    datasets_dir: Path | None = None  # uploaded datasets; data_dir/uploads otherwise (the artifacts Volume on Modal)
+    max_upload_bytes: int = Field(4 * GIB, ge=1)  # an upload's request body (the 1 MiB JSON limit does not apply)
+    file_dataset_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)  # file:// only under these
+    s3_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)  # s3:// only for these
+    hf_orgs: Annotated[list[str], NoDecode] = Field(default_factory=list)  # the Hub token only for these orgs
+    max_policy_parameters: int = Field(500_000_000, ge=1)
+    max_batch_bytes: int = Field(GIB, ge=1)  # training.batch_size x the bytes of one frame
+    max_steps: int = Field(1_000_000, ge=1)
+    max_eval_episodes: int = Field(1000, ge=1)  # per job, periodic evaluations included
+    max_builtin_episodes: int = Field(5000, ge=1)
+    max_checkpoint_saves: int = Field(10_000, ge=1)  # checkpoints a job writes, kept or not
+    max_dataset_bytes: int = Field(10 * GIB, ge=1)  # a dataset read, downloaded or uploaded (extracted)
+    max_artifacts_bytes_per_user: int = Field(50 * GIB, ge=1)  # a user's uploads and job artifacts together
+    checkpoints_kept: int = Field(3, ge=1)  # per job: the last N, and the best by evaluation
+
+    @field_validator(
+        "cors_origins", "clerk_authorized_parties", "file_dataset_roots", "s3_buckets", "hf_orgs", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: str | list[str] | None) -> list[str]:
         return _csv(value)
@@ -104,12 +183,14 @@ class Settings(BaseSettings):
     def resolved_artifacts_dir(self) -> Path:
         return self.artifacts_dir or self.data_dir / "artifacts"
 
-    def as_environ(self) -> dict[str, str]:
-        """These settings as the variables they are read from, so a child process (a worker) that builds
-        `Settings()` from its environment gets the same values. Unset (None) fields are left out; paths are made
-        absolute, so a child with another working directory finds the same data."""
+    def as_environ(self, only: Collection[str] | None = None) -> dict[str, str]:
+        """These settings (or the fields named in `only`) as the variables they are read from, so a child process
+        (a worker) that builds `Settings()` from its environment gets the same values. Unset (None) fields are left
+        out; paths are made absolute, so a child with another working directory finds the same data."""
         variables: dict[str, str] = {}
         for name, info in type(self).model_fields.items():
+            if only is not None and name not in only:
+                continue
             value = getattr(self, name)
             if value is None:
                 continue
@@ -123,7 +204,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             if isinstance(value, list):
-                variables[variable] = ",".join(value)
+                variables[variable] = ",".join(str(v.absolute()) if isinstance(v, Path) else str(v) for v in value)
             elif isinstance(value, Path):
                 variables[variable] = str(value.absolute())
             else:
@@ -131,12 +212,23 @@ class Settings(BaseSettings):
         return variables
 
     def child_environ(self) -> dict[str, str]:
-        """The environment for a worker process: this one's, with every setting written out (`as_environ`)."""
-        return {**os.environ, **self.as_environ()}
+        """The environment for a worker process, built from allow-lists: the variables of WORKER_ENVIRONMENT (and
+        WORKER_ENVIRONMENT_PREFIXES) this process has, and the settings of WORKER_SETTINGS written out as the
+        variables they are read from. Nothing else: no API secret, no unrelated variable of the server's shell."""
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if name in WORKER_ENVIRONMENT or name.startswith(WORKER_ENVIRONMENT_PREFIXES)
+        }
+        return {**inherited, **self.as_environ(only=WORKER_SETTINGS)}
 
     @property
     def resolved_dataset_cache_dir(self) -> Path:
         return self.dataset_cache_dir or self.data_dir / "datasets"
+
+    @property
+    def resolved_datasets_dir(self) -> Path:
+        return self.datasets_dir or self.data_dir / "uploads"
 
     @property
     def uses_supabase(self) -> bool:

@@ -10,6 +10,8 @@ from robotrain.ports import (
     ApiKeyStore,
     ArtifactStore,
     Components,
+    DatasetFiles,
+    DatasetStore,
     JobQueue,
     JobStore,
     Launcher,
@@ -21,13 +23,18 @@ from robotrain.settings import Settings
 
 
 def build_components(
-    settings: Settings, *, launcher: Launcher | None = None, artifacts: ArtifactStore | None = None
+    settings: Settings,
+    *,
+    launcher: Launcher | None = None,
+    artifacts: ArtifactStore | None = None,
+    dataset_files: DatasetFiles | None = None,
 ) -> Components:
     """Each port independently: the cloud adapter when its variables are set, the embedded one under
     `settings.data_dir` otherwise. Cloud adapters are imported inside their branches, so their SDKs load only when
     selected. The Modal launcher and Volume need objects of the Modal app, so its entry point passes them in
     (robotrain.entrypoints.modal); `ROBOTRAIN_LAUNCHER=modal` without them is refused rather than run locally."""
     from robotrain.adapters.local_artifacts import LocalArtifactStore
+    from robotrain.adapters.local_dataset_files import LocalDatasetFiles
     from robotrain.adapters.subprocess_launcher import SubprocessLauncher
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -35,14 +42,17 @@ def build_components(
         if settings.launcher == "modal":
             raise ValueError("ROBOTRAIN_LAUNCHER=modal needs the Modal app's train function (see modal_app.py)")
         launcher = SubprocessLauncher(settings)
+    store = build_store(settings)
     return Components(
         settings=settings,
-        store=build_store(settings),
+        store=store,
         queue=build_queue(settings),
         launcher=launcher,
         artifacts=artifacts or LocalArtifactStore(settings.resolved_artifacts_dir),
         streams=build_streams(settings),
         webhooks=build_webhooks(settings),
+        datasets=build_dataset_store(settings, store),
+        dataset_files=dataset_files or LocalDatasetFiles(settings.resolved_datasets_dir),
     )
 
 
@@ -74,6 +84,19 @@ def build_webhooks(settings: Settings) -> WebhookStore:
     from robotrain.adapters.sqlite_webhooks import SqliteWebhookStore
 
     return SqliteWebhookStore(settings.data_dir / "robotrain.sqlite3")
+
+
+def build_dataset_store(settings: Settings, jobs: JobStore) -> DatasetStore:
+    """Beside the job store, on the same backend: the Supabase tables through its client, or its SQLite file."""
+    if settings.uses_supabase:
+        from robotrain.adapters.supabase_datasets import SupabaseDatasetStore
+        from robotrain.adapters.supabase_store import SupabaseJobStore
+
+        assert isinstance(jobs, SupabaseJobStore)  # build_store chose it from the same settings
+        return SupabaseDatasetStore(jobs)
+    from robotrain.adapters.sqlite_datasets import SqliteDatasetStore
+
+    return SqliteDatasetStore(settings.data_dir / "robotrain.sqlite3")
 
 
 def build_queue(settings: Settings) -> JobQueue:

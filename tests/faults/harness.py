@@ -54,6 +54,7 @@ FAST_SETTINGS: dict[str, Any] = {
     "progress_interval_s": 0.2,
     "drain_interval_s": 0.2,
     "max_attempts": 3,
+    "max_checkpoint_saves": 1_000_000,  # some runs are long on purpose (cut short by a timeout or a kill)
 }
 
 

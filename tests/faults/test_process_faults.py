@@ -82,7 +82,7 @@ def test_a_worker_killed_mid_run_is_requeued_and_resumes_from_its_checkpoint(pro
     assert done.result["resumed_from_step"] >= 50
     reasons = [e.data.get("reason") for e in store.list_events(job.id) if e.kind == "status"]
     assert reasons.count("worker_lost") == 1
-    logs = sorted(p.name for p in (components.artifacts.job_dir(job.id) / "logs").iterdir())
+    logs = sorted(p.name for p in (components.settings.data_dir / "logs" / job.id).iterdir())
     assert logs == ["worker-1.log", "worker-2.log"]  # one worker process per attempt, no more
 
 

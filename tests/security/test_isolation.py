@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from robotrain.jobs.models import JobStatus, MetricPoint, new_job_id
 from robotrain.ports import Components
 from tests.security.conftest import bearer
+from tests.support.datasets import make_upload
 
 SPEC = {
     "name": "isolation",
@@ -86,11 +87,33 @@ def routes_with_path_parameters(client: TestClient) -> set[tuple[str, str]]:
     return from_routers | from_schema
 
 
+# (method, route path) -> path for a dataset id. Every dataset route with a path parameter must be here.
+DATASET_ROUTES: dict[tuple[str, str], Callable[[str], str]] = {
+    ("GET", "/datasets/{dataset_id}"): lambda dataset_id: f"/datasets/{dataset_id}",
+    ("DELETE", "/datasets/{dataset_id}"): lambda dataset_id: f"/datasets/{dataset_id}",
+}
+
+
 def test_every_route_with_a_path_parameter_is_covered(client: TestClient) -> None:
-    missing = routes_with_path_parameters(client) - set(JOB_ROUTES) - set(KEY_ROUTES) - set(COVERED_ELSEWHERE)
-    assert not missing, f"add these routes to JOB_ROUTES (or KEY_ROUTES) in {__name__}: {sorted(missing)}"
-    covered = set(JOB_ROUTES) | set(KEY_ROUTES)
-    assert covered <= routes_with_path_parameters(client), "a route named here no longer exists"
+    covered = set(JOB_ROUTES) | set(KEY_ROUTES) | set(DATASET_ROUTES)
+    missing = routes_with_path_parameters(client) - covered - set(COVERED_ELSEWHERE)
+    assert not missing, f"add these routes to JOB_ROUTES, KEY_ROUTES or DATASET_ROUTES in {__name__}: {sorted(missing)}"
+    assert covered <= routes_with_path_parameters(client), "a route table names a route that no longer exists"
+
+
+@pytest.mark.parametrize("route", list(DATASET_ROUTES), ids=lambda route: f"{route[0]} {route[1]}")
+def test_another_users_dataset_answers_exactly_like_a_missing_one_and_stays(
+    client: TestClient, components: Components, route: tuple[str, str]
+) -> None:
+    alice, bob = bearer(components, "user_alice"), bearer(components, "user_bob")
+    dataset = make_upload(components, "user_alice")
+    before = client.get(f"/datasets/{dataset.id}", headers=alice).json()
+    missing_id = "ds_" + "0" * 26
+    method, path_for = route[0], DATASET_ROUTES[route]
+    expected = normalized(client.request(method, path_for(missing_id), headers=bob), missing_id)
+    assert expected[0] == 404
+    assert normalized(client.request(method, path_for(dataset.id), headers=bob), dataset.id) == expected
+    assert client.get(f"/datasets/{dataset.id}", headers=alice).json() == before
 
 
 def alices_jobs(client: TestClient, components: Components, alice: dict[str, str]) -> list[str]:

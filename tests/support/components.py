@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from robotrain.adapters.local_artifacts import LocalArtifactStore
+from robotrain.adapters.local_dataset_files import LocalDatasetFiles
 from robotrain.adapters.local_queue import LocalJobQueue
+from robotrain.adapters.sqlite_datasets import SqliteDatasetStore
 from robotrain.adapters.sqlite_store import SqliteJobStore
 from robotrain.jobs.models import Job
 from robotrain.ports import Components
@@ -61,9 +63,10 @@ class FakeLauncher:
 def make_components(tmp_path: Path, launcher: Any = None, **settings: Any) -> Components:
     values: dict[str, Any] = {"data_dir": tmp_path / "data", "queue_visibility_timeout_s": 30, **settings}
     config = Settings(**values)
+    store = SqliteJobStore(config.data_dir / "robotrain.sqlite3")
     return Components(
         settings=config,
-        store=SqliteJobStore(config.data_dir / "robotrain.sqlite3"),
+        store=store,
         queue=LocalJobQueue(
             config.data_dir / "queue.sqlite3",
             max_receives=config.queue_max_receives,
@@ -71,4 +74,6 @@ def make_components(tmp_path: Path, launcher: Any = None, **settings: Any) -> Co
         ),
         launcher=launcher if launcher is not None else FakeLauncher(),
         artifacts=LocalArtifactStore(config.resolved_artifacts_dir),
+        datasets=SqliteDatasetStore(store.path),
+        dataset_files=LocalDatasetFiles(config.resolved_datasets_dir),
     )

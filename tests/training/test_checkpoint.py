@@ -7,9 +7,11 @@ import torch
 from tests.training.helpers import PUSH2D_FEATURES, unit_stats
 from training.checkpoint import (
     CHECKPOINTS_DIR,
+    best_evaluated,
     find_resume_checkpoint,
     load_policy,
     point_last,
+    prune_checkpoints,
     read_last,
     save_checkpoint,
 )
@@ -146,3 +148,17 @@ def test_policy_config_survives_the_round_trip(tmp_path):
     policy = make_policy(config, PUSH2D_FEATURES, unit_stats())
     _save(tmp_path, 1, policy)
     assert load_policy(tmp_path).config == config
+
+
+def test_pruning_keeps_the_newest_the_last_and_the_best_evaluated(tmp_path, policy):
+    for step in (10, 20, 30, 40, 50):
+        _save(tmp_path, step, policy)
+    (tmp_path / "eval").mkdir()
+    for step, success in ((20, 90.0), (30, 40.0), (50, 10.0)):
+        (tmp_path / "eval" / f"eval_info_{step:06d}.json").write_text(json.dumps({"pc_success": success}))
+    (tmp_path / "eval" / "eval_info_000040.json").write_text("{cut short")  # a crash mid-write ranks nowhere
+    assert prune_checkpoints(tmp_path, keep_last=2) == ["000010", "000030"]
+    kept = sorted(p.name for p in (tmp_path / CHECKPOINTS_DIR).iterdir() if p.name.isdigit())
+    assert kept == ["000020", "000040", "000050"] and read_last(tmp_path / CHECKPOINTS_DIR) == "000050"
+    assert best_evaluated(tmp_path) == "000020"
+    assert find_resume_checkpoint(tmp_path) == tmp_path / CHECKPOINTS_DIR / "000050"

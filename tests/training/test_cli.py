@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -23,15 +24,16 @@ def test_a_bad_dataset_path_prints_one_line_without_traceback_and_exits_2(tmp_pa
         tmp_path / "c.json",
         {"policy": {"type": "mlp"}, "dataset": {"uri": f"file://{tmp_path}/nope"}, "training": {"device": "cpu"}},
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "training", "run", str(config), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: ") and f"{tmp_path}/nope" in done.stderr
+    command = [sys.executable, "-m", "training", "run", str(config), "--out", str(tmp_path / "out")]
+    for extra, expected in (
+        (["--file-root", str(tmp_path)], f"dataset directory file://{tmp_path}/nope does not exist"),
+        ([], "file:// datasets must lie under a directory the operator allows"),  # the default allows no file://
+    ):
+        environ = {k: v for k, v in os.environ.items() if k != "ROBOTRAIN_FILE_DATASET_ROOTS"}
+        done = subprocess.run(command + extra, capture_output=True, text=True, timeout=120, env=environ)
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert done.stderr.startswith("error: ") and expected in done.stderr
 
 
 def test_a_bad_spec_names_the_field_on_one_line_and_exits_2(tmp_path, capsys):
@@ -76,7 +78,7 @@ def test_make_dataset_then_run_then_eval(tmp_path, capsys):
             "eval": {"env": "push2d", "episodes": 3},
         },
     )
-    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--file-root", str(tmp_path / "ds")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("done: steps 4/4") and "success" in out and "95% CI" in out
     assert (

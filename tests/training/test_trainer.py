@@ -7,9 +7,10 @@ from safetensors.torch import load_file
 
 from training.checkpoint import CHECKPOINTS_DIR, read_last
 from training.data import lerobot
-from training.errors import CheckpointError, DatasetError, EnvironmentError_
+from training.data.access import DatasetAccess
+from training.errors import CheckpointError, DatasetError, EnvironmentError_, LimitExceeded
 from training.reporter import NullReporter
-from training.spec import TrainSpec
+from training.spec import Limits, TrainSpec
 from training.trainer import METRICS_FILE, RESULT_FILE, run
 
 
@@ -149,8 +150,26 @@ def test_a_bad_dataset_fails_before_any_training(tmp_path, dataset_cache):
         }
     )
     with pytest.raises(DatasetError, match="missing"):
-        run(spec, tmp_path / "out", cache_dir=dataset_cache)
+        run(spec, tmp_path / "out", cache_dir=dataset_cache, access=DatasetAccess(file_roots=(tmp_path,)))
     assert not (tmp_path / "out" / CHECKPOINTS_DIR).exists()
+
+
+def test_a_spec_over_the_operators_limits_fails_before_any_training(tmp_path, dataset_cache):
+    with pytest.raises(LimitExceeded, match=r"the policy has [\d,]+ parameters; this service allows at most 1,000"):
+        run(_spec(TINY_MLP, steps=5), tmp_path / "out", cache_dir=dataset_cache, limits=Limits(max_parameters=1000))
+    with pytest.raises(LimitExceeded, match="training.steps is 5; this service allows at most 4"):
+        run(_spec(TINY_MLP, steps=5), tmp_path / "out", cache_dir=dataset_cache, limits=Limits(max_steps=4))
+    assert not (tmp_path / "out" / CHECKPOINTS_DIR).exists()
+
+
+def test_checkpoints_beyond_the_kept_number_are_pruned_as_training_goes(tmp_path, dataset_cache):
+    run(
+        _spec(TINY_MLP, steps=8, checkpoint_every=2),
+        tmp_path,
+        cache_dir=dataset_cache,
+        limits=Limits(checkpoints_kept=2),
+    )
+    assert sorted(p.name for p in (tmp_path / CHECKPOINTS_DIR).iterdir() if p.name.isdigit()) == ["000006", "000008"]
 
 
 def test_an_eval_env_that_does_not_match_the_dataset_is_refused(tmp_path, dataset_cache):
@@ -169,7 +188,7 @@ def test_an_eval_env_that_does_not_match_the_dataset_is_refused(tmp_path, datase
         }
     )
     with pytest.raises(EnvironmentError_, match="'observation.state' is 2-dimensional in the env but 3"):
-        run(spec, tmp_path / "out", cache_dir=dataset_cache)
+        run(spec, tmp_path / "out", cache_dir=dataset_cache, access=DatasetAccess(file_roots=(tmp_path,)))
 
 
 def test_resume_refuses_a_checkpoint_of_a_different_run(tmp_path, dataset_cache):

@@ -29,7 +29,7 @@ def _type_is_required(schema: dict) -> None:
 
 
 class PolicyConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_type_is_required)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, json_schema_extra=_type_is_required)
 
     type: str = ""  # each family narrows it to its Literal name
 

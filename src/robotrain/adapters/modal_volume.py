@@ -39,3 +39,21 @@ class VolumeArtifactStore(LocalArtifactStore):
         # Modal commits volumes when a container exits; a preempted container may not exit cleanly, so commit
         # each checkpoint as it lands (Modal docs, "Preemption").
         self._volume.commit()
+
+
+class VolumeDatasetFiles:
+    """The DatasetFiles port on the artifacts Volume: the API commits an upload (or a deletion) once its files are in
+    place; a worker reloads before reading, in case its container started before the commit."""
+
+    def __init__(self, root: Path, volume: modal.Volume):
+        self.root = Path(root)
+        self._volume = volume
+
+    def publish(self) -> None:
+        self._volume.commit()
+
+    def refresh(self) -> None:
+        try:
+            self._volume.reload()
+        except RuntimeError as exc:  # files of the volume are open in this container (Modal docs, "Volumes": reload)
+            log.warning("volume reload skipped: %s", exc)

@@ -4,6 +4,10 @@ child in its own process group (so a server killed with -9 leaves it running, an
 The handle is "pid:<pid>:<start>" where <start> is the process's start time in clock ticks since boot (field 22 of
 /proc/<pid>/stat). It outlives the server, and it cannot be fooled by PID reuse: a new process with the same pid has
 another start time. Linux only (/proc); elsewhere is_alive answers None ("cannot tell").
+
+A worker gets the environment Settings.child_environ builds from allow-lists (no API secret), and writes its output
+(tracebacks included) to <data dir>/logs/<job id>/worker-<attempt>.log: the server's log, not the job's artifacts,
+which its user can download.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from robotrain.errors import LaunchError
 from robotrain.jobs.models import Job
 from robotrain.settings import Settings
+from training.paths import inside
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +54,17 @@ def parse_handle(handle: str) -> tuple[int, str]:
     return int(pid_text), start
 
 
+def worker_log_dir(settings: Settings, job_id: str) -> Path:
+    return inside(settings.data_dir, "logs", job_id, what="job id")
+
+
 class SubprocessLauncher:
     def __init__(self, settings: Settings, *, kill_grace_s: float = 10.0):
         self._settings = settings
         self._kill_grace_s = kill_grace_s
 
     def launch(self, job: Job) -> str:
-        log_dir = self._settings.resolved_artifacts_dir / job.id / "logs"
+        log_dir = worker_log_dir(self._settings, job.id)
         command = [sys.executable, "-m", "robotrain.entrypoints.worker", job.id, str(job.attempt)]
         try:
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from robotrain.api.apikeys import router as api_keys_router
 from robotrain.api.dashboard import dashboard_csp, install_dashboard, is_dashboard_path
+from robotrain.api.datasets import UPLOAD_PATHS, datasets_router
 from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
 from robotrain.api.rate_limit import SubmitRateLimiter
@@ -21,6 +22,7 @@ from robotrain.api.routes import health_router, jobs_router
 from robotrain.api.streams import streams_router
 from robotrain.api.webhooks import webhooks_router
 from robotrain.apikeys.service import ApiKeyService
+from robotrain.datasets.service import DatasetService
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components, TokenVerifier
 from robotrain.webhooks.service import WebhookService
@@ -67,6 +69,7 @@ def create_app(
     app.state.settings = settings
     app.state.components = components
     app.state.service = service
+    app.state.datasets = DatasetService(components)
     app.state.verifier = verifier
     app.state.api_keys = api_keys  # None: API keys are neither issued nor accepted
     app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
@@ -78,9 +81,11 @@ def create_app(
     app.include_router(api_keys_router)
     app.include_router(webhooks_router)
     install_dashboard(app, settings)
+    app.include_router(datasets_router)
     # The last added runs first: security headers wrap everything (413s and CORS preflights included), and CORS
     # wraps the size limit so a browser can read its 413.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Uploads stream their bodies to disk under their own limit (ROBOTRAIN_MAX_UPLOAD_BYTES), unbuffered.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, streamed_paths=UPLOAD_PATHS)
     cors = cors_middleware_options(settings.cors_origins)
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)

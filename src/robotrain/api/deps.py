@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from robotrain.apikeys.models import looks_like_api_key
 from robotrain.apikeys.service import ApiKeyService
-from robotrain.errors import Forbidden, Unauthorized
+from robotrain.errors import Forbidden, OriginRefused, Unauthorized
 from robotrain.jobs.models import Job
 from robotrain.jobs.service import JobService
 from robotrain.ports import TokenVerifier
@@ -63,7 +63,11 @@ class Principal:
     credential: Literal["session", "api_key"]
 
 
-def _session_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+# Methods that change nothing: a cookie may authenticate them from anywhere (CORS keeps other origins from reading).
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _session_token(request: Request, credentials: HTTPAuthorizationCredentials | None, settings: Settings) -> str:
     if credentials is not None:
         return credentials.credentials
     if "authorization" in request.headers:
@@ -71,8 +75,23 @@ def _session_token(request: Request, credentials: HTTPAuthorizationCredentials |
         raise Unauthorized("the Authorization header must be `Bearer <token>`")
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
+        if request.method not in _SAFE_METHODS:
+            _check_origin(request, settings)
         return cookie
     raise Unauthorized()
+
+
+def _check_origin(request: Request, settings: Settings) -> None:
+    """A browser attaches the session cookie to any site's request; the Origin it sends says which site made it.
+    Only the configured origins may change state with the cookie (a `*` entry allows none: it is not a site). A
+    bearer token is never sent by a browser on its own, so it needs no such check."""
+    allowed = {origin.strip().rstrip("/") for origin in settings.cors_origins if origin.strip() not in ("", "*")}
+    origin = request.headers.get("origin")
+    if origin is None or origin.rstrip("/") not in allowed:
+        raise OriginRefused(
+            "a request that changes state with the session cookie must come from an allowed origin "
+            "(ROBOTRAIN_CORS_ORIGINS); send the session token as `Authorization: Bearer` instead"
+        )
 
 
 def current_principal(
@@ -80,8 +99,9 @@ def current_principal(
     credentials: Credentials,
     verifier: Annotated[TokenVerifier, Depends(get_verifier)],
     api_keys: Annotated[ApiKeyService | None, Depends(get_api_keys)],
+    settings: SettingsDep,
 ) -> Principal:
-    token = _session_token(request, credentials)
+    token = _session_token(request, credentials, settings)
     if credentials is not None and looks_like_api_key(token):
         if api_keys is None:
             raise Unauthorized("this server does not accept API keys")

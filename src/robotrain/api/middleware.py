@@ -21,12 +21,15 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int):
+    """`streamed_paths` are left alone: their routes read the body as a stream and enforce their own limit."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed_paths: frozenset[str] = frozenset()):
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed_paths = streamed_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS or scope["path"] in self.streamed_paths:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -1,6 +1,6 @@
 """`robotrain`: run the server (`serve`), mint a local token (`token`), and drive jobs over HTTP as a client
-(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`, `open`). Every client command (and `token`) takes
-`--json` for scripts.
+(`submit`, `list`, `show`, `logs`, `cancel`, `retry`, `download`, `open`, `datasets upload|list|rm`). Every client
+command (and `token`) takes `--json` for scripts.
 
 The client commands talk to --url (or ROBOTRAIN_URL) with --token (or ROBOTRAIN_TOKEN); without them, with the URL
 and API key that `robotrain login` stored (robotrain.cli.login). A server error is printed as one line,
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.datasets import add_parser as add_datasets_parser
+from robotrain.cli.datasets import cmd_datasets
 from robotrain.cli.jobs import (
     _safe_target,
     cmd_cancel,
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     opening = commands.add_parser("open", parents=[as_json], help="print the dashboard URL of a job")
     opening.add_argument("job_id")
     opening.add_argument("--browser", action="store_true", help="also open it in the default browser")
+    add_datasets_parser(commands)
     return parser
 
 
@@ -95,6 +98,7 @@ CLIENT_COMMANDS = {
     "retry": cmd_retry,
     "download": cmd_download,
     "open": cmd_open,
+    "datasets": cmd_datasets,
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from robotrain.cli.client import ApiClient, CliError
 from robotrain.cli.follow import follow
+from robotrain.cli.datasets import local_dataset, upload
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
@@ -62,6 +63,12 @@ def cmd_submit(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
         raise CliError("spec_unreadable", f"cannot read {path}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise CliError("spec_invalid_json", f"{path} is not JSON: {exc}") from exc
+    dataset = spec.get("dataset") if isinstance(spec, dict) else None
+    if isinstance(dataset, dict) and (directory := local_dataset(dataset.get("uri"))) is not None:
+        # a local directory: upload it first, and train on the upload
+        uploaded = upload(api, directory)
+        dataset["uri"] = uploaded["uri"]
+        out(f"uploaded {directory} as {uploaded['uri']}")
     job = api.json("POST", "/jobs", json=spec)
     if args.json:
         out(json.dumps(job))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from robotrain.adapters.modal_launcher import ModalLauncher, SpawnableFunction, spawn_quietly
-from robotrain.adapters.modal_volume import VolumeArtifactStore
+from robotrain.adapters.modal_volume import VolumeArtifactStore, VolumeDatasetFiles
 from robotrain.control import Dispatcher, Drainer
 from robotrain.ports import Components
 from robotrain.settings import Settings
@@ -32,6 +32,7 @@ def modal_components(settings: Settings, *, train: SpawnableFunction, volume: An
         settings,
         launcher=ModalLauncher(train, default_gpu=settings.default_gpu),
         artifacts=VolumeArtifactStore(settings.resolved_artifacts_dir, volume),
+        dataset_files=VolumeDatasetFiles(settings.resolved_datasets_dir, volume),
     )
 
 

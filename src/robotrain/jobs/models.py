@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     """Why a job failed. Stable strings: clients branch on them."""
 
     DATASET_INVALID = "dataset_invalid"
+    DATASET_FORBIDDEN = "dataset_forbidden"
+    LIMIT_EXCEEDED = "limit_exceeded"
     CHECKPOINT_INVALID = "checkpoint_invalid"
     EVAL_ENV_INVALID = "eval_env_invalid"
     TRAINING_ERROR = "training_error"

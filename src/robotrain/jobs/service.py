@@ -11,7 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robotrain.errors import IdempotencyConflict, JobConflict, JobNotFound, RateLimited, ServiceUnavailable
+from pydantic import ValidationError
+
+from robotrain.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    JobConflict,
+    JobNotFound,
+    RateLimited,
+    ServiceUnavailable,
+)
+from robotrain.jobs.admission import Admission
 from robotrain.jobs.lifecycle import apply_transition, enqueue, stop_compute
 from robotrain.jobs.models import EventKind, Job, JobEvent, JobStatus, Page, new_job_id, utcnow
 from robotrain.jobs.schemas import StatusUpdate
@@ -46,6 +56,7 @@ class JobService:
         self._components = components
         self._store = components.store
         self._kick = kick
+        self._admission = Admission(components)
 
     # --- commands ----------------------------------------------------------------------------------------------
 
@@ -61,6 +72,7 @@ class JobService:
             if stored is not None and stored[0] == request_hash:
                 return self._wait_for_idempotent_job(user_id, stored[1])
         # Checked before the key is remembered, so a refused submit leaves no key behind pointing at no job.
+        self._admission.check(user_id, spec)  # the dataset is one the user may read; the job fits the limits
         self._check_active_cap(user_id)
         if idempotency_key is not None:
             stored_hash, stored_job_id = self._store.remember_idempotency_key(
@@ -91,6 +103,11 @@ class JobService:
         job = self.get(user_id, job_id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobConflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
+        try:
+            spec = job.train_spec
+        except ValidationError:
+            raise InvalidRequest(f"job {job_id}'s spec is no longer valid; submit a corrected spec") from None
+        self._admission.check(user_id, spec)  # the rules and the dataset may have changed since the first try
         self._check_active_cap(user_id)
         return self._create_and_enqueue(user_id, job.spec, name=job.name, job_id=new_job_id(), retry_of=job.id)
 

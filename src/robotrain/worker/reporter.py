@@ -48,6 +48,7 @@ class JobReporter:
         heartbeat_interval_s: float,
         progress_interval_s: float = 0.0,
         on_checkpoint: Callable[[], None] | None = None,
+        redact: Callable[[str], str] | None = None,
     ):
         if job.status is not JobStatus.RUNNING or job.started_at is None:
             raise ValueError("JobReporter needs the job as it is after its running transition")
@@ -56,6 +57,7 @@ class JobReporter:
         self.attempt = job.attempt
         self._out_dir = out_dir
         self._on_checkpoint = on_checkpoint
+        self._redact = redact  # log lines come from training and may name host paths; the user reads them
         self._heartbeat_interval_s = heartbeat_interval_s
         self._progress_interval_s = progress_interval_s
         self.deadline: datetime = job.started_at + timedelta(minutes=job.compute.timeout_minutes)
@@ -92,6 +94,8 @@ class JobReporter:
     def log(self, message: str, data: dict[str, Any] | None = None) -> None:
         if self._stop_reason in (StopReason.SUPERSEDED, StopReason.CANCELLED):
             return  # the job is no longer this attempt's to write to
+        if self._redact is not None:
+            message = self._redact(message)
         self._guarded(lambda: self._store.append_event(self.job_id, EventKind.LOG, message, data))
 
     def should_stop(self) -> bool:

@@ -4,24 +4,35 @@ robotrain.entrypoints.worker JOB_ID ATTEMPT`); Modal's `train` function calls `r
 Its first write is the compare-and-set starting → running fenced on ATTEMPT: if that fails, another worker owns this
 attempt or the job was cancelled, and it exits without training. Every later write is fenced on the attempt too.
 The job's artifact directory is the training out_dir, so a requeued attempt resumes from the last checkpoint.
+
+Training runs under the job owner's dataset access and the operator's limits (robotrain.tenancy): an upload resolves
+only for its owner, and the size of the job's artifacts is recorded after each checkpoint and held to the per-user
+storage limit. What the job shows its user (events, error messages) carries no traceback and no host path: a crash
+is logged here with its traceback and an error id, and the job gets the id and a one-line cause.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import stat
 import threading
-import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from robotrain.datasets.models import dataset_dir
+from robotrain.errors import StoreUnavailable
 from robotrain.jobs.lifecycle import apply_transition, enqueue
 from robotrain.jobs.models import ErrorCode, EventKind, Job, JobError, JobStatus, Progress
 from robotrain.ports import Components, JobStore
+from robotrain.tenancy import dataset_access, training_limits
+from robotrain.worker.redact import new_error_id, one_line_cause, redact_paths
 from robotrain.worker.reporter import JobReporter, StopReason
 
 if TYPE_CHECKING:
@@ -31,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_MESSAGE = 1000
-_MAX_TRACEBACK = 8000
 
 
 def run_worker(components: Components, job_id: str, attempt: int, *, resume_own_attempt: bool = False) -> None:
@@ -75,19 +85,35 @@ def _train(
     """Run training under a reporter fenced on this attempt; the result, why it stopped early (if it did) and the
     signal that asked it to (if one did), or None when training failed (the job is then already failed)."""
     # Imported here so the service (which only imports this module for run_worker) does not load torch.
+    from training.data.access import UPLOAD_SCHEME, scheme, upload_id
     from training.errors import TrainingError
     from training.trainer import run as train
 
     settings = components.settings
     job_id = running.id
     out_dir = components.artifacts.job_dir(job_id)
+    known = _known_paths(components, out_dir)
+    uploads: dict[str, Path] = {}
+    if scheme(spec.dataset.uri) == UPLOAD_SCHEME:
+        upload = _owned_upload(components, running, upload_id(spec.dataset.uri))
+        if upload is None:
+            message = f"{spec.dataset.uri} is not one of your uploaded datasets (was it deleted?)"
+            _fail(components.store, running, ErrorCode.DATASET_FORBIDDEN, message)
+            return None
+        uploads[upload_id(spec.dataset.uri)] = upload
+
+    def after_checkpoint() -> None:
+        components.artifacts.publish(job_id)
+        _account_storage(components, running, out_dir)
+
     reporter = JobReporter(
         components.store,
         running,
         out_dir=out_dir,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         progress_interval_s=settings.progress_interval_s,
-        on_checkpoint=lambda: components.artifacts.publish(job_id),
+        on_checkpoint=after_checkpoint,
+        redact=lambda text: redact_paths(text, known),
     )
     with reporter, _stop_on_signals(reporter) as signals:
         try:
@@ -98,17 +124,93 @@ def _train(
                 cache_dir=settings.resolved_dataset_cache_dir,
                 report_interval_s=settings.progress_interval_s,
                 weights_dir=settings.weights_dir,
+                access=dataset_access(settings, owner=running.user_id, uploads=uploads),
+                limits=training_limits(settings),
             )
         except TrainingError as exc:
-            _fail(components.store, running, exc.code, exc.message)
+            _fail(components.store, running, exc.code, redact_paths(exc.message, known))
             return None
         except Exception as exc:  # noqa: BLE001 - the worker's top level: any crash must still end the job truthfully
-            text = traceback.format_exc()
-            reporter.log(f"training crashed:\n{text[-_MAX_TRACEBACK:]}")
-            _fail(components.store, running, ErrorCode.TRAINING_ERROR, f"{type(exc).__name__}: {exc}")
+            error_id = new_error_id()
+            log.error("%s attempt %d crashed (error id %s)", job_id, running.attempt, error_id, exc_info=True)
+            cause = f"{one_line_cause(exc, known)} (error id {error_id})"
+            reporter.log(f"training crashed: {cause}")
+            _fail(components.store, running, ErrorCode.TRAINING_ERROR, cause)
             return None
+        finally:
+            _record_storage(components, running, out_dir)
     components.artifacts.publish(job_id)
     return result, reporter.stop_reason, signals.received
+
+
+def _known_paths(components: Components, out_dir: Path) -> Mapping[Path, str]:
+    """Directories a message may mention, and what a user sees instead: paths in the job's own directory become
+    relative to it; the service's directories become labels."""
+    settings = components.settings
+    return {
+        out_dir: "",
+        settings.resolved_dataset_cache_dir: "<dataset cache>",
+        settings.resolved_datasets_dir: "<uploads>",
+        settings.resolved_artifacts_dir: "<artifacts>",
+        settings.data_dir: "<data dir>",
+    }
+
+
+def _owned_upload(components: Components, job: Job, dataset_id: str) -> Path | None:
+    """The directory of the job owner's upload `dataset_id`; None when it is not theirs (or no longer exists)."""
+    if components.datasets is None or components.dataset_files is None:
+        return None
+    if components.datasets.get(dataset_id, user_id=job.user_id) is None:
+        return None
+    components.dataset_files.refresh()
+    directory = dataset_dir(components.dataset_files.root, job.user_id, dataset_id)
+    return directory if directory.is_dir() else None
+
+
+def _artifacts_size(out_dir: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(out_dir):
+        for name in files:
+            try:
+                info = os.lstat(Path(directory, name))
+            except FileNotFoundError:  # a temporary file renamed away meanwhile
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
+
+
+def _record_storage(components: Components, job: Job, out_dir: Path) -> int | None:
+    """Record what the job's artifacts weigh now; None when the store could not be told (it is told next time)."""
+    if components.datasets is None:
+        return None
+    size = _artifacts_size(out_dir)
+    try:
+        components.datasets.record_artifact_bytes(job.id, user_id=job.user_id, size=size)
+    except StoreUnavailable as exc:
+        log.warning("could not record the artifacts of %s: %s", job.id, exc)
+        return None
+    return size
+
+
+def _account_storage(components: Components, job: Job, out_dir: Path) -> None:
+    """After a checkpoint: record the job's size and stop training (LimitExceeded, the checkpoint kept) once the
+    user's datasets and artifacts pass their limit."""
+    from training.errors import LimitExceeded
+
+    if _record_storage(components, job, out_dir) is None or components.datasets is None:
+        return
+    quota = components.settings.max_artifacts_bytes_per_user
+    try:
+        used = components.datasets.usage_bytes(job.user_id)
+    except StoreUnavailable as exc:
+        log.warning("could not read the storage use of %s: %s", job.user_id, exc)
+        return
+    if used > quota:
+        raise LimitExceeded(
+            f"your datasets and job artifacts take {used:,} bytes, over this service's limit of {quota:,} per user; "
+            "training stopped after saving its last checkpoint"
+        )
 
 
 def _finish(

@@ -115,6 +115,6 @@ def test_launch_runs_the_worker_module_in_its_own_group_with_a_log(tmp_path: Pat
     pid, _ = parse_handle(handle)
     # The job is not in the store, so the worker says so and exits 0 without training.
     assert wait_until(lambda: launcher.is_alive(handle) is False, timeout_s=30)
-    log_text = (tmp_path / "data" / "artifacts" / job.id / "logs" / "worker-1.log").read_text()
+    log_text = (tmp_path / "data" / "logs" / job.id / "worker-1.log").read_text()  # the server's log, not an artifact
     assert f"no job {job.id}" in log_text
     assert pid != 0

@@ -346,3 +346,33 @@ def test_follow_reconnects_after_dropped_connections_without_losing_or_repeating
     assert statuses == ["queued", "starting", "running", "succeeded"]
     steps = [p[0] for line in streamed if line["event"] == "metrics" for p in line["data"]["series"]["train/loss"]]
     assert steps == [25, 50]
+
+
+def test_datasets_upload_list_rm_and_submit_from_a_local_directory(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import re
+
+    from training.data.sources import write_builtin_dataset
+
+    directory = write_builtin_dataset("push2d", tmp_path / "my push2d", episodes=2, seed=0)
+    assert run(server, "datasets", "upload", str(directory), "--name", "mine") == 0
+    [uri] = re.findall(r"dataset://ds_[0-9a-z]{26}", capsys.readouterr().out)
+    spec = tmp_path / "local.json"
+    spec.write_text(json.dumps({**VALID_SPEC, "dataset": {"uri": str(directory)}}))
+    assert run(server, "submit", str(spec)) == 0
+    out = capsys.readouterr().out
+    [second] = re.findall(r"dataset://ds_[0-9a-z]{26}", out)
+    assert out.startswith(f"uploaded {directory} as {second}") and second != uri
+    job_id = out.splitlines()[1].split()[1]
+    assert server.components.store.get(job_id).spec["dataset"]["uri"] == second
+    assert run(server, "datasets", "list") == 0
+    listed = capsys.readouterr().out
+    assert listed.count("ds_") == 2 and "mine" in listed and "my push2d" in listed
+    assert run(server, "datasets", "rm", second.removeprefix("dataset://")) == 1  # its job is queued
+    assert capsys.readouterr().err.startswith("error dataset_in_use: ")
+    assert run(server, "datasets", "rm", uri.removeprefix("dataset://")) == 0
+    (directory / "meta" / "link.json").symlink_to(tmp_path / "spec.json")
+    assert run(server, "datasets", "upload", str(directory)) == 1
+    assert capsys.readouterr().err.startswith("error unsafe_dataset: meta/link.json in ")

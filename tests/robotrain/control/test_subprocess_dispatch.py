@@ -32,7 +32,12 @@ def wait_until(predicate, timeout_s: float) -> bool:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Components, JobService, DispatchLoop]]:
     components = make_components(
-        tmp_path, progress_interval_s=0.2, heartbeat_interval_s=0.3, heartbeat_stale_s=3.0, drain_interval_s=0.2
+        tmp_path,
+        progress_interval_s=0.2,
+        heartbeat_interval_s=0.3,
+        heartbeat_stale_s=3.0,
+        drain_interval_s=0.2,
+        max_checkpoint_saves=1_000_000,  # long_spec runs until cancelled, checkpointing often
     )
     components.launcher = SubprocessLauncher(components.settings, kill_grace_s=5)
     loop = DispatchLoop(Dispatcher(components), interval_s=0.2)

@@ -8,10 +8,12 @@ import pytest
 
 from tests.support import moto
 from training.data import sources
+from training.data.access import DatasetAccess
 from training.data.lerobot import write_v3
 from training.data.sources import builtin_cache_path, load_dataset, resolve_dataset, write_builtin_dataset
 from training.envs import push2d
-from training.errors import DatasetError
+from training.errors import DatasetAccessDenied, DatasetError, LimitExceeded
+from training.paths import owner_dir_name
 
 from .builders import FEATURES, synthetic_episodes
 
@@ -83,27 +85,107 @@ def test_write_builtin_dataset_refuses_a_non_empty_directory(tmp_path):
 
 
 def test_unknown_scheme_lists_the_allowed_ones(tmp_path):
-    with pytest.raises(DatasetError, match=r"unknown scheme; allowed: builtin://, file://, hf://, s3://"):
+    with pytest.raises(DatasetError, match=r"unknown scheme; allowed: builtin://, dataset://, file://, hf://, s3://"):
         resolve_dataset("ftp://host/data", tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------------- file
-def test_file_uri_reads_a_directory(tmp_path):
+def allow_files(*roots: Path, **fields) -> DatasetAccess:
+    return DatasetAccess(file_roots=tuple(roots), **fields)
+
+
+def test_file_uri_reads_a_directory_under_an_allowed_root(tmp_path):
     write_v3(tmp_path / "my data", synthetic_episodes([3, 4]), fps=10, features=FEATURES, task="push")
-    dataset = load_dataset((tmp_path / "my data").as_uri(), tmp_path / "cache")
+    dataset = load_dataset((tmp_path / "my data").as_uri(), tmp_path / "cache", allow_files(tmp_path))
     assert dataset.num_frames == 7
 
 
-def test_file_uri_to_a_missing_directory(tmp_path):
+def test_file_uri_to_a_missing_directory_under_a_root(tmp_path):
     with pytest.raises(DatasetError, match=r"dataset directory .*nowhere does not exist"):
-        load_dataset(f"file://{tmp_path}/nowhere", tmp_path)
+        load_dataset(f"file://{tmp_path}/nowhere", tmp_path, allow_files(tmp_path))
     with pytest.raises(DatasetError, match="absolute path"):
-        load_dataset("file://relative/path", tmp_path)
+        load_dataset("file://relative/path", tmp_path, allow_files(tmp_path))
+
+
+def test_file_uri_outside_every_root_is_refused_alike_whether_or_not_it_exists(tmp_path):
+    write_v3(tmp_path / "elsewhere" / "ds", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    (tmp_path / "allowed").mkdir()
+    access = allow_files(tmp_path / "allowed")
+    messages = []
+    for target in (tmp_path / "elsewhere" / "ds", tmp_path / "elsewhere" / "missing"):
+        with pytest.raises(DatasetAccessDenied) as refused:
+            load_dataset(target.as_uri(), tmp_path / "cache", access)
+        messages.append(refused.value.message.replace(str(target), "<path>"))
+    assert messages[0] == messages[1] and "ROBOTRAIN_FILE_DATASET_ROOTS" in messages[0]
+    with pytest.raises(DatasetAccessDenied):  # the default: no file:// at all
+        load_dataset((tmp_path / "elsewhere" / "ds").as_uri(), tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    ["allowed/../elsewhere/ds", "allowed/%2e%2e/elsewhere/ds", "allowed/.%2E/elsewhere/ds", "allowed//ds"],
+)
+def test_file_uri_that_climbs_in_plain_or_encoded_form_is_refused(tmp_path, suffix):
+    write_v3(tmp_path / "elsewhere" / "ds", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    (tmp_path / "allowed").mkdir()
+    with pytest.raises(DatasetError, match="segment"):
+        load_dataset(f"file://{tmp_path}/{suffix}", tmp_path / "cache", allow_files(tmp_path / "allowed"))
+
+
+def test_file_uri_through_a_symlink_out_of_the_root_is_refused(tmp_path):
+    write_v3(tmp_path / "elsewhere" / "ds", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "allowed" / "link").symlink_to(tmp_path / "elsewhere" / "ds")
+    with pytest.raises(DatasetAccessDenied, match="must lie under a directory the operator allows"):
+        load_dataset((tmp_path / "allowed" / "link").as_uri(), tmp_path / "cache", allow_files(tmp_path / "allowed"))
+
+
+def test_a_file_in_a_dataset_that_links_out_of_it_is_refused_before_reading(tmp_path):
+    root = write_v3(tmp_path / "allowed" / "ds", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    (tmp_path / "secret.json").write_text("{}")
+    (root / "meta" / "stats.json").unlink()
+    (root / "meta" / "stats.json").symlink_to(tmp_path / "secret.json")
+    with pytest.raises(DatasetError, match=r"meta/stats.json is a symlink that points outside the dataset"):
+        load_dataset(root.as_uri(), tmp_path / "cache", allow_files(tmp_path / "allowed"))
+
+
+def test_the_services_own_state_is_never_a_file_dataset_even_under_a_root(tmp_path):
+    write_v3(tmp_path / "srv" / "data" / "ds", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    access = allow_files(tmp_path / "srv", private_dirs=(tmp_path / "srv" / "data",))
+    for target in (tmp_path / "srv" / "data" / "ds", tmp_path / "srv"):
+        with pytest.raises(DatasetAccessDenied):
+            load_dataset(target.as_uri(), tmp_path / "cache", access)
+
+
+def test_reader_messages_name_files_relative_to_the_dataset(tmp_path):
+    root = write_v3(tmp_path / "ds", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    (root / "meta" / "info.json").write_text("{not json")
+    with pytest.raises(DatasetError) as refused:
+        load_dataset(root.as_uri(), tmp_path / "cache", allow_files(tmp_path))
+    assert refused.value.message.startswith("meta/info.json is not valid JSON") and str(tmp_path) not in str(
+        refused.value
+    )
+
+
+def test_a_dataset_over_the_byte_limit_is_refused(tmp_path):
+    root = write_v3(tmp_path / "ds", synthetic_episodes([20]), fps=10, features=FEATURES, task="push")
+    with pytest.raises(LimitExceeded, match="this service reads at most 100"):
+        load_dataset(root.as_uri(), tmp_path / "cache", allow_files(tmp_path), max_bytes=100)
+
+
+def test_an_upload_resolves_only_when_the_run_is_given_it(tmp_path):
+    root = write_v3(tmp_path / "uploads" / "ds", synthetic_episodes([2, 3]), fps=10, features=FEATURES, task="push")
+    dataset_id = "ds_" + "0" * 26
+    uri = f"dataset://{dataset_id}"
+    assert load_dataset(uri, tmp_path / "cache", DatasetAccess(uploads={dataset_id: root})).num_frames == 5
+    with pytest.raises(DatasetAccessDenied, match="is not one of your uploaded datasets"):
+        load_dataset(uri, tmp_path / "cache", DatasetAccess(uploads={"ds_" + "1" * 26: root}))
 
 
 # ------------------------------------------------------------------------------------------------- Hugging Face
-# No Hub can run here: the error path uses a closed loopback port, the success path huggingface_hub's own offline
-# mode over a snapshot laid out in its documented cache format.
+# No Hub can run here: the error path uses a closed loopback port, the token path a loopback server that records
+# what the client sends, the success path huggingface_hub's own offline mode over a snapshot laid out in its
+# documented cache format.
 def test_hf_unreachable_hub_is_a_clear_dataset_error(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
@@ -120,23 +202,90 @@ def test_hf_offline_without_a_cached_copy_is_a_clear_dataset_error(tmp_path, mon
         load_dataset("hf://org/name@v3.0", tmp_path)
 
 
-def test_hf_snapshot_in_the_hub_cache_is_read(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    repo_cache = tmp_path / "hf" / "datasets--org--name"
+def hub_snapshot(hub_cache: Path, repo: str) -> Path:
+    repo_cache = hub_cache / ("datasets--" + repo.replace("/", "--"))
     commit = "0123456789abcdef0123456789abcdef01234567"
     (repo_cache / "refs").mkdir(parents=True)
     (repo_cache / "refs" / "main").write_text(commit)
     (repo_cache / "snapshots").mkdir()
-    write_v3(repo_cache / "snapshots" / commit, synthetic_episodes([2, 5]), fps=10, features=FEATURES, task="push")
+    return write_v3(repo_cache / "snapshots" / commit, synthetic_episodes([2, 5]), fps=10, features=FEATURES, task="p")
+
+
+def test_hf_snapshot_in_the_hub_cache_is_read(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = hub_snapshot(tmp_path / "hf", "org/name")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    dataset = load_dataset("hf://org/name", tmp_path)
-    assert dataset.num_frames == 7 and dataset.root == repo_cache / "snapshots" / commit
+    dataset = load_dataset("hf://org/name", tmp_path, max_bytes=10**6)  # the worker always passes a limit
+    assert dataset.num_frames == 7 and dataset.root == snapshot
+    with pytest.raises(LimitExceeded):  # offline, the copy itself is measured
+        load_dataset("hf://org/name", tmp_path, max_bytes=100)
 
 
-def test_hf_malformed_repo(tmp_path):
-    with pytest.raises(DatasetError, match="expected hf://org/name"):
+def test_hf_repos_of_listed_orgs_are_cached_per_owner(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    access = DatasetAccess(hf_orgs=frozenset({"team"}), owner="user_alice")
+    snapshot = hub_snapshot(tmp_path / "hf-private" / owner_dir_name("user_alice"), "team/name")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert load_dataset("hf://team/name", tmp_path, access).root == snapshot
+    with pytest.raises(DatasetError, match="could not download"):  # bob's cache holds no copy of alice's
+        load_dataset("hf://team/name", tmp_path, DatasetAccess(hf_orgs=frozenset({"team"}), owner="user_bob"))
+
+
+class RecordingHub:
+    """A loopback HTTP server that answers 404 to everything and records each request's Authorization header."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        seen = self.authorization = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_hf_sends_the_services_token_only_for_listed_orgs(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    hub = RecordingHub()
+    try:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_service_token")
+        access = DatasetAccess(hf_orgs=frozenset({"team"}), owner="user_alice")
+        for uri in ("hf://public/name", "hf://team/name"):
+            with pytest.raises(DatasetError, match="could not download"):
+                load_dataset(uri, tmp_path, access, max_bytes=10**6)  # the size-asking dry run goes first
+            assert hub.authorization, f"{uri}: the hub saw no request"
+            sent = set(hub.authorization)
+            hub.authorization.clear()
+            assert sent == ({None} if uri == "hf://public/name" else {"Bearer hf_service_token"}), uri
+    finally:
+        hub.close()
+
+
+def test_hf_malformed_repo_or_climbing_revision(tmp_path):
+    with pytest.raises(DatasetError, match="expected hf://org/name|look like hf://org/name"):
         resolve_dataset("hf://justname", tmp_path)
+    with pytest.raises(DatasetError, match="segment"):
+        resolve_dataset("hf://org/name@../../../../keys", tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------------- S3
@@ -147,46 +296,81 @@ def s3(aws_env, moto_endpoint, monkeypatch):
     return boto3.client("s3", endpoint_url=moto_endpoint)
 
 
+BUCKETS = DatasetAccess(s3_buckets=frozenset({"robot-data", "no-such-bucket"}), owner="user_alice")
+
+
 def upload_dataset(client, bucket: str, prefix: str, root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file():
             client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
 
 
-def test_s3_prefix_is_downloaded_and_read(s3, tmp_path):
+def test_s3_prefix_is_downloaded_into_the_owners_cache_and_read(s3, tmp_path):
     write_v3(tmp_path / "src", synthetic_episodes([4, 2, 3]), fps=10, features=FEATURES, task="push")
     s3.create_bucket(Bucket="robot-data")
     upload_dataset(s3, "robot-data", "sets/push", tmp_path / "src")
     s3.put_object(Bucket="robot-data", Key="sets/pushier/meta/info.json", Body=b"{}")  # a sibling prefix, not ours
-    dataset = load_dataset("s3://robot-data/sets/push", tmp_path / "cache")
+    dataset = load_dataset("s3://robot-data/sets/push", tmp_path / "cache", BUCKETS)
     assert dataset.num_episodes == 3 and dataset.num_frames == 9
     root = dataset.root
-    assert root == tmp_path / "cache" / "s3" / "robot-data" / "sets" / "push"
+    assert root == sources.s3_cache_path(tmp_path / "cache", "robot-data", "sets/push", "user_alice")
+    assert root.parent == tmp_path / "cache" / "s3" / owner_dir_name("user_alice")
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet")) == [
         "data/chunk-000/file-000.parquet",
         "meta/episodes/chunk-000/file-000.parquet",
         "meta/tasks.parquet",
     ]
     # A second load refreshes the copy in place and leaves no temporary directories behind.
-    assert load_dataset("s3://robot-data/sets/push/", tmp_path / "cache").num_frames == 9
-    assert sorted(os.listdir(root.parent)) == ["push"]
+    assert load_dataset("s3://robot-data/sets/push/", tmp_path / "cache", BUCKETS).num_frames == 9
+    assert sorted(os.listdir(root.parent)) == [root.name]
+
+
+def test_s3_bucket_not_listed_is_refused_before_any_request(tmp_path):
+    with pytest.raises(DatasetAccessDenied, match="ROBOTRAIN_S3_BUCKETS.*'robot-data' is not one of them"):
+        load_dataset("s3://robot-data/sets/push", tmp_path)  # no moto: nothing is contacted
+
+
+@pytest.mark.parametrize("prefix", ["sets/../../keys", "%2e%2e/%2e%2e/keys", "sets//push", "a\\..\\b"])
+def test_s3_prefix_that_climbs_is_refused(tmp_path, prefix):
+    with pytest.raises(DatasetError, match="segment|backslash"):
+        load_dataset(f"s3://robot-data/{prefix}", tmp_path, BUCKETS)
+
+
+@pytest.mark.parametrize("key", ["sets/push/../../../../escaped", "sets/push//x", "sets/push/a/./b"])
+def test_s3_object_key_that_would_climb_out_fails_the_dataset_and_writes_nothing_outside(s3, tmp_path, key):
+    write_v3(tmp_path / "src", synthetic_episodes([2]), fps=10, features=FEATURES, task="push")
+    s3.create_bucket(Bucket="robot-data")
+    upload_dataset(s3, "robot-data", "sets/push", tmp_path / "src")
+    s3.put_object(Bucket="robot-data", Key=key, Body=b"planted")
+    with pytest.raises(DatasetError, match="would escape the dataset directory"):
+        load_dataset("s3://robot-data/sets/push", tmp_path / "cache", BUCKETS)
+    assert not (tmp_path / "escaped").exists()
+    assert not list((tmp_path / "cache" / "s3" / owner_dir_name("user_alice")).iterdir())  # no copy, no temporaries
+
+
+def test_s3_prefix_over_the_byte_limit_is_refused_before_downloading(s3, tmp_path):
+    write_v3(tmp_path / "src", synthetic_episodes([20]), fps=10, features=FEATURES, task="push")
+    s3.create_bucket(Bucket="robot-data")
+    upload_dataset(s3, "robot-data", "sets/push", tmp_path / "src")
+    with pytest.raises(LimitExceeded, match="this service reads at most 1,000"):
+        load_dataset("s3://robot-data/sets/push", tmp_path / "cache", BUCKETS, max_bytes=1000)
 
 
 def test_s3_missing_bucket(s3, tmp_path):
     with pytest.raises(DatasetError, match=r"s3://no-such-bucket/x: bucket 'no-such-bucket' does not exist"):
-        load_dataset("s3://no-such-bucket/x", tmp_path)
+        load_dataset("s3://no-such-bucket/x", tmp_path, BUCKETS)
 
 
 def test_s3_empty_prefix(s3, tmp_path):
     s3.create_bucket(Bucket="robot-data")
     s3.put_object(Bucket="robot-data", Key="other/file.txt", Body=b"x")
     with pytest.raises(DatasetError, match=r"s3://robot-data/sets/none: no objects under this prefix"):
-        load_dataset("s3://robot-data/sets/none", tmp_path)
-    assert not list((tmp_path / "s3" / "robot-data" / "sets").iterdir())
+        load_dataset("s3://robot-data/sets/none", tmp_path, BUCKETS)
+    assert not list((tmp_path / "s3" / owner_dir_name("user_alice")).iterdir())
 
 
 def test_s3_unreachable_endpoint(aws_env, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{moto.free_port()}")
     monkeypatch.setattr(sources, "S3_RETRIES", {"mode": "standard", "max_attempts": 1})
     with pytest.raises(DatasetError, match=r"s3://robot-data/p: could not reach S3"):
-        load_dataset("s3://robot-data/p", tmp_path)
+        load_dataset("s3://robot-data/p", tmp_path, BUCKETS)
