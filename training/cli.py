@@ -62,8 +62,8 @@ def _read_spec(path: Path):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from training.console import ConsoleReporter
-    from training.policies.vision.weights import WEIGHTS_DIR_ENV
     from training.data.access import DatasetAccess
+    from training.policies.vision.weights import WEIGHTS_DIR_ENV
     from training.trainer import run
 
     spec = _read_spec(Path(args.config))

@@ -9,7 +9,6 @@ checked at submit (what the spec alone shows, `limit_problems`) and again by `tr
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit
 

@@ -50,9 +50,9 @@ from training.policies import make_policy
 from training.policies.base import Policy
 from training.policies.configuration_base import ObservationKind
 from training.policies.diffusion.configuration_diffusion import DiffusionConfig
+from training.policies.size import size_problems
 from training.policies.vision.geometry import input_size
 from training.policies.vision.weights import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_weights
-from training.policies.size import size_problems
 from training.reporter import NullReporter, Reporter
 from training.spec import Limits, TrainSpec, limit_problems
 

@@ -14,7 +14,15 @@ from tests.support import postgres, postgrest
 
 JWT_SECRET = "robotrain-test-jwt-secret-with-at-least-32-bytes"
 DATABASE = "robotrain"
-STORE_TABLES = ("events", "metrics", "idempotency_keys", "artifact_usage", "datasets", "jobs", "api_keys")  # children first
+STORE_TABLES = (
+    "events",
+    "metrics",
+    "idempotency_keys",
+    "artifact_usage",
+    "datasets",
+    "jobs",
+    "api_keys",
+)  # children first
 
 
 @dataclass(frozen=True)

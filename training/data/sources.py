@@ -266,22 +266,30 @@ def _huggingface(
     where = f"hf://{repo}" + (f"@{revision}" if revision else "")
     private = hf_token_allowed(repo, access)
     hub_cache = inside(cache_dir, "hf-private", _owner_part(access)) if private else cache_dir / "hf"
-    options = {
-        "repo_id": repo,
-        "repo_type": "dataset",
-        "revision": revision,
-        "allow_patterns": HF_ALLOW_PATTERNS,
-        "cache_dir": hub_cache,
-        "token": None if private else False,  # None: the service's own token (HF_TOKEN); False: anonymous
-    }
+    token: bool | None = None if private else False  # None: the service's own token (HF_TOKEN); False: anonymous
     try:
         # The dry run asks the Hub for sizes; offline there is nothing to download, and read_local bounds the copy.
         if max_bytes is not None and not constants.HF_HUB_OFFLINE:
-            planned = snapshot_download(**options, dry_run=True)
+            planned = snapshot_download(
+                repo,
+                repo_type="dataset",
+                revision=revision,
+                cache_dir=hub_cache,
+                token=token,
+                allow_patterns=HF_ALLOW_PATTERNS,
+                dry_run=True,
+            )
             size = sum(info.file_size or 0 for info in planned)
             if size > max_bytes:
                 raise LimitExceeded(f"{where} holds {size:,} bytes; this service reads at most {max_bytes:,}")
-        path = snapshot_download(**options)
+        path = snapshot_download(
+            repo,
+            repo_type="dataset",
+            revision=revision,
+            cache_dir=hub_cache,
+            token=token,
+            allow_patterns=HF_ALLOW_PATTERNS,
+        )
     except (LocalEntryNotFoundError, HfHubHTTPError, httpx2.HTTPError, OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DatasetError(

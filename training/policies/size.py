@@ -19,9 +19,7 @@ FLOAT_BYTES = 4  # frames live on the training device as float32
 
 def count_parameters(config: PolicyConfigBase, features: PolicyFeatures) -> int:
     """The policy's parameter count; ValueError when it cannot be built for these features."""
-    return _count(
-        config, tuple(features.observation.items()), features.action_dim, tuple(features.images.items())
-    )
+    return _count(config, tuple(features.observation.items()), features.action_dim, tuple(features.images.items()))
 
 
 @lru_cache(maxsize=256)

@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from robotrain.cli.client import ApiClient, CliError
-from robotrain.cli.follow import follow
 from robotrain.cli.datasets import local_dataset, upload
+from robotrain.cli.follow import follow
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
