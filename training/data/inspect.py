@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.data.dataset import ACTION_KEY, VECTOR_OBSERVATION_KEYS, PolicyFeatures
+from training.data.dataset import ACTION_KEY, VECTOR_OBSERVATION_KEYS, PolicyFeatures, is_camera_key
 from training.data.sources import read_local
 
 
@@ -38,14 +38,26 @@ def summarize(root: Path, *, max_bytes: int | None = None) -> DatasetSummary:
     )
 
 
-def builtin_policy_features(name: str) -> PolicyFeatures:
-    """The features a policy sees on builtin dataset `name` (as the reader would select them)."""
-    from training.envs import push2d
+def builtin_policy_features(name: str, query: str = "") -> PolicyFeatures:
+    """The features a policy sees on builtin dataset `name` with these URI parameters (as the reader would select
+    them from the dataset the generator writes), without generating it."""
+    from training.data.lerobot_format import CAMERA_DTYPES
+    from training.data.sources import parse_builtin_params
+    from training.envs import push2d, pusht
 
-    if name != "push2d":
+    params = parse_builtin_params(name, query)
+    if name == "pusht":
+        features = pusht.dataset_features(params.video)
+    elif name == "push2d":
+        features = push2d.dataset_features(params.obs_type, params.image_size, params.video)
+    else:
         raise ValueError(f"unknown builtin dataset {name!r}")
-    features = push2d.DATASET_FEATURES
     return PolicyFeatures(
         observation={key: features[key]["shape"][0] for key in VECTOR_OBSERVATION_KEYS if key in features},
         action_dim=features[ACTION_KEY]["shape"][0],
+        images={
+            key: (spec["shape"][2], spec["shape"][0], spec["shape"][1])  # stored (height, width, channels)
+            for key, spec in features.items()
+            if is_camera_key(key) and spec["dtype"] in CAMERA_DTYPES
+        },
     )

@@ -42,7 +42,7 @@ class Admission:
             if parts.scheme == "builtin":
                 from training.data.inspect import builtin_policy_features
 
-                features = builtin_policy_features(parts.netloc)
+                features = builtin_policy_features(parts.netloc, parts.query)
         limits = training_limits(self._settings)
         problems = limit_problems(spec, limits)
         if features is not None:
