@@ -14,7 +14,7 @@ from tests.support import postgres, postgrest
 
 JWT_SECRET = "robotrain-test-jwt-secret-with-at-least-32-bytes"
 DATABASE = "robotrain"
-STORE_TABLES = ("events", "metrics", "idempotency_keys", "jobs")  # children first
+STORE_TABLES = ("events", "metrics", "idempotency_keys", "submit_buckets", "jobs")  # children first
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The FastAPI application over one process's Components: the JobService, the middleware (security headers, CORS,
-body size limit), the submit rate limiter, and the one set of error handlers. It builds no adapters and starts no
-control plane: its entry point hands it both (`robotrain serve` a local DispatchLoop, Modal a drain kick)."""
+body size limit; all pure ASGI, so no request pays for a BaseHTTPMiddleware task), and the one set of error
+handlers. The per-user submit rate limit lives in the store (JobStore.submit), so it holds across API processes. It
+builds no adapters and starts no control plane: its entry point hands it both (`robotrain serve` a local
+DispatchLoop, Modal a drain kick)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
-from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components, TokenVerifier
@@ -60,7 +61,6 @@ def create_app(
     app.state.components = components
     app.state.service = service
     app.state.verifier = verifier
-    app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(jobs_router)

@@ -178,14 +178,14 @@ def test_a_message_whose_handling_raises_does_not_stop_the_drain(tmp_path: Path)
     components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5)
     bad, good = service.submit("alice", fast_spec()), service.submit("bob", fast_spec())
 
-    class BrokenRow:  # in-repo injection: reading one job's row raises a bug-class error, not an outage
+    class BrokenRow:  # in-repo injection: claiming one job's row raises a bug-class error, not an outage
         def __init__(self, store):
             self._store = store
 
-        def get(self, job_id, *, user_id=None):
-            if job_id == bad.id:
+        def claim_many(self, job_ids, **kwargs):
+            if bad.id in job_ids:
                 raise ValueError("corrupt row")
-            return self._store.get(job_id, user_id=user_id)
+            return self._store.claim_many(job_ids, **kwargs)
 
         def __getattr__(self, name):
             return getattr(self._store, name)
@@ -251,11 +251,11 @@ class DownQueue:
         return getattr(self.real, name)
 
 
-class StoreDownOnGet:
+class StoreDownOnClaim:
     def __init__(self, store):
         self._store = store
 
-    def get(self, job_id, *, user_id=None):
+    def claim_many(self, job_ids, **kwargs):
         raise StoreUnavailable("store down")
 
     def __getattr__(self, name):
@@ -266,7 +266,7 @@ def test_a_store_outage_ends_the_drain_and_leaves_the_messages(tmp_path: Path) -
     components, service, drainer, launcher = setup(tmp_path)
     job = service.submit("alice", fast_spec())
     real_store = components.store
-    components.store = StoreDownOnGet(real_store)
+    components.store = StoreDownOnClaim(real_store)
     report = drainer.drain_once()
     assert report.launched == [] and report.deferred == 1
     assert queue_depth(components) == 1  # back after its visibility timeout
