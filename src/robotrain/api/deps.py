@@ -1,16 +1,20 @@
 """Typed dependencies: the caller's identity, the internal caller check, the service, and a job loader that 404s
 for a missing job and for another user's job alike, so an ownership check cannot be forgotten.
 
-All of them are sync functions, which FastAPI runs in its threadpool: token verification may fetch a JWKS
-(blocking) and the store is sync, so neither ever blocks the event loop."""
+Every sync dependency (and every sync route) costs a hop to FastAPI's thread pool, and a sync route a second one for
+its response validation; under load those hops queue for threads and the GIL. So what only reads app state or
+compares strings is `async def` (run inline), and only what blocks is sync or handed to the pool explicitly: token
+verification (it may fetch a JWKS) and the store calls (`in_thread`)."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from robotrain.errors import Forbidden, Unauthorized
 from robotrain.jobs.models import Job
@@ -20,6 +24,15 @@ from robotrain.settings import Settings
 
 SESSION_COOKIE = "__session"
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking call (the service, hence the store) in the thread pool: one hop per request."""
+    return await run_in_threadpool(function, *args, **kwargs)
+
+
 bearer_scheme = HTTPBearer(
     auto_error=False,
     description=f"A session JWT (RS256) as `Authorization: Bearer`, or the `{SESSION_COOKIE}` cookie.",
@@ -27,15 +40,15 @@ bearer_scheme = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def get_service(request: Request) -> JobService:
+async def get_service(request: Request) -> JobService:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+async def get_verifier(request: Request) -> TokenVerifier:
     return request.app.state.verifier
 
 
@@ -64,7 +77,7 @@ def current_user(
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def internal_caller(credentials: Credentials, settings: SettingsDep) -> None:
+async def internal_caller(credentials: Credentials, settings: SettingsDep) -> None:
     """Only the bearer of ROBOTRAIN_INTERNAL_TOKEN (compared in constant time); nobody when it is unset."""
     expected = settings.internal_token
     if expected is None or not expected.get_secret_value():
@@ -78,8 +91,8 @@ def internal_caller(credentials: Credentials, settings: SettingsDep) -> None:
 InternalCaller = Depends(internal_caller)
 
 
-def owned_job(job_id: str, user: CurrentUser, service: ServiceDep) -> Job:
-    return service.get(user, job_id)
+async def owned_job(job_id: str, user: CurrentUser, service: ServiceDep) -> Job:
+    return await in_thread(service.get, user, job_id)
 
 
 OwnedJob = Annotated[Job, Depends(owned_job)]

@@ -10,6 +10,7 @@ sees what a GPU container wrote. A warm drain container reuses its store, queue 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,70 @@ def modal_components(settings: Settings, *, train: SpawnableFunction, volume: An
     )
 
 
+class DrainKick:
+    """Wakes the drain without making a request wait for Modal: `kick()` only sets a flag, and one thread spawns
+    the drain function, once for all the kicks that arrived while it was spawning (one drain handles every queued
+    job). Started and stopped with the API app; stopping still sends a kick that is pending. Before `start()` (or
+    after `stop()`) a kick spawns at once."""
+
+    def __init__(self, spawn: Callable[[], None]):
+        self._spawn = spawn
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def kick(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                inline = True
+            else:
+                inline = False
+                self._pending = True
+        if inline:
+            self._spawn()
+        else:
+            self._wake.set()
+
+    def start(self) -> None:
+        with self._lock:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="robotrain-drain-kick", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._stopping = self._thread, True
+        if thread is None:
+            return
+        self._wake.set()
+        thread.join(timeout=30)
+        with self._lock:
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = self._pending, False
+                stopping = self._stopping
+            if pending:
+                self._spawn()
+            if stopping:
+                return
+
+
 def api_app(settings: Settings, *, train: SpawnableFunction, drain: Any, volume: Any) -> Any:
     """The ASGI app of an `api` container (Modal calls the factory once per container)."""
     from robotrain.api.app import create_app
 
     components = modal_components(settings, train=train, volume=volume)
-    # No in-process loop on Modal: each submit spawns the drain function, and its schedule is the safety net.
-    return create_app(components, verifier=build_verifier(settings), kick=lambda: spawn_quietly(drain))
+    # No in-process loop on Modal: a submit wakes the drain function (off the request path: spawning is a call to
+    # Modal), and the drain's schedule is the safety net.
+    kicker = DrainKick(lambda: spawn_quietly(drain))
+    return create_app(components, verifier=build_verifier(settings), kick=kicker.kick, background=[kicker])
 
 
 def drain_and_sweep(settings: Settings, *, train: SpawnableFunction, volume: Any) -> dict[str, Any]:
