@@ -154,14 +154,22 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, *args: str, env: dict[str, str] | None = None):
+    """`script` (this file by default) run with `args` and `--port`, in its own session."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, script: str = __file__):
         self.port = _free_port()
         self.process = subprocess.Popen(
-            [sys.executable, __file__, *args, "--port", str(self.port)],
+            [sys.executable, script, *args, "--port", str(self.port)],
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system, from /proc): per request, a figure that the
+        other load on a shared machine hardly moves, unlike latency."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_ready(self, path: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -298,6 +306,7 @@ class CloudPhase:
     figures: Figures
     store_trips: float  # requests that reached the PostgREST stand-in, per API request
     queue_sends: float  # messages that reached the queue, per API request
+    cpu_ms: float  # CPU the API server process spent per request
 
 
 def run_cloud(args: argparse.Namespace) -> int:
@@ -329,21 +338,24 @@ def run_cloud(args: argparse.Namespace) -> int:
                         url = servers[name].url
                         common = {"clients": clients, "seconds": args.seconds, "cap": args.max_requests}
                         depth = queue.approximate_depth()["visible"]
-                        trips = standins.store_requests()
+                        trips, cpu = standins.store_requests(), servers[name].cpu_s()
                         posted = asyncio.run(load(url, "POST", "/jobs", headers=auth[:clients], body=SPEC, **common))
+                        cpu_ms = (servers[name].cpu_s() - cpu) * 1000 / posted.sent
                         sends = queue.approximate_depth()["visible"] - depth
                         store_trips = standins.store_requests() - trips
                         results.setdefault(("POST /jobs", name, clients), []).append(
-                            CloudPhase(posted, store_trips / posted.sent, sends / posted.sent)
+                            CloudPhase(posted, store_trips / posted.sent, sends / posted.sent, cpu_ms)
                         )
                         paths = []
                         for i in range(clients):  # each client reads a job of its own
                             answer = httpx.post(url + "/jobs", json=SPEC, headers=auth[i], timeout=30)
                             paths.append(f"/jobs/{answer.json()['id']}")
-                        trips = standins.store_requests()
+                        trips, cpu = standins.store_requests(), servers[name].cpu_s()
                         read = asyncio.run(load(url, "GET", paths, headers=auth[:clients], body=None, **common))
+                        cpu_ms = (servers[name].cpu_s() - cpu) * 1000 / read.sent
+                        store_trips = standins.store_requests() - trips
                         results.setdefault(("GET /jobs/{id}", name, clients), []).append(
-                            CloudPhase(read, (standins.store_requests() - trips) / read.sent, 0.0)
+                            CloudPhase(read, store_trips / read.sent, 0.0, cpu_ms)
                         )
                 standins.empty_store()
         finally:
@@ -359,7 +371,7 @@ def run_cloud(args: argparse.Namespace) -> int:
     )
     print(
         f"{'endpoint':<16}{'server':<11}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99/p50':>9}"
-        f"{'store':>7}{'queue':>7}{'errors':>8}"
+        f"{'store':>7}{'queue':>7}{'cpu ms':>8}{'errors':>8}"
     )
     failed = 0
     for endpoint in ("POST /jobs", "GET /jobs/{id}"):
@@ -371,7 +383,7 @@ def run_cloud(args: argparse.Namespace) -> int:
                 print(
                     f"{endpoint:<16}{name:<11}{clients:>8}{fig.rps:>9.1f}{fig.pct(0.5):>9.2f}{fig.pct(0.99):>9.2f}"
                     f"{fig.pct(0.99) / fig.pct(0.5):>8.2f}x{phase.store_trips:>7.2f}{phase.queue_sends:>7.2f}"
-                    f"{fig.errors:>8}"
+                    f"{phase.cpu_ms:>8.2f}{fig.errors:>8}"
                 )
         low, high = min(client_counts), max(client_counts)
         ours = {c: median_phase(results[(endpoint, "robotrain", c)]).figures for c in client_counts}

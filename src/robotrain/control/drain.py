@@ -4,8 +4,10 @@ Each receive takes up to ten messages (SQS's most), as many as there are free sl
 in four round trips whatever its size: the receive, one store call that claims every job of the batch still queued
 (`claim_batch`: queued -> starting within the global and per-user caps, atomically across dispatchers, with the
 status events), one store call that records the launched workers' handles (fenced on each attempt), and one batched
-delete. A job that is not queued (duplicate message, cancelled meanwhile, already claimed) only costs its message.
-The same code runs locally and against SQS.
+delete. The last two are independent, so the queue's work (this batch's delete, then the next batch's receive) runs
+on a helper thread while the store records the launches: per batch the drain waits for one store call plus the
+slower of a store call and the queue's delete-and-receive. A job that is not queued (duplicate message, cancelled
+meanwhile, already claimed) only costs its message. The same code runs locally and against SQS.
 
 Fault handling, per message:
 - poison: a body this service did not write, a message for a job that does not exist, or one whose claim raised an
@@ -31,6 +33,7 @@ import logging
 import math
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -56,6 +59,16 @@ _JOB_ID_ANYWHERE = re.compile(r"job_[0-9a-z]{26}")
 class _Outcome(Enum):
     CONTINUE = "continue"
     STOP = "stop"  # the launcher is failing: leave the rest for a later drain
+
+
+@dataclass
+class _Batch:
+    """What handling a batch left to finish: the messages to delete, the launches to record."""
+
+    outcome: _Outcome
+    active: int | None  # starting + running jobs as the claim counted them; None when not claimed as one batch
+    deletes: list[QueueMessage] = field(default_factory=list)
+    started: list[tuple[QueueMessage, Job, str]] = field(default_factory=list)  # launched: message, job, handle
 
 
 @dataclass
@@ -118,35 +131,47 @@ class Drainer:
 
     def drain_once(self) -> DrainReport:
         report = DrainReport()
-        with self._lock:
+        with self._lock, ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotrain-drain-queue") as helper:
             try:
                 free = self._settings.max_concurrent_jobs - self._c.store.count(statuses=JobStatus.active())
-                for _ in range(self._max_rounds):
+                messages = self._receive(free)
+                for round_ in range(self._max_rounds):
                     if free <= 0:
                         report.at_capacity = True
                         break
-                    # Receive only as many as could start: a message received while at capacity would burn one of
-                    # its deliveries and end in the dead-letter queue for no fault of its own.
-                    messages = self._c.queue.receive(
-                        max_messages=min(MAX_BATCH, free),
-                        visibility_timeout=self._settings.queue_visibility_timeout_s,
-                    )
                     if not messages:
                         break
                     report.received += len(messages)
-                    outcome, active = self._handle_batch(messages, report)
-                    if outcome is _Outcome.STOP:
+                    batch = self._handle_batch(messages, report)
+                    if batch.active is not None:  # the claim counted the active jobs: no extra round trip for it
+                        free = self._settings.max_concurrent_jobs - batch.active
+                    go_on = batch.outcome is _Outcome.CONTINUE and round_ + 1 < self._max_rounds
+                    # The queue's part and the store's part of finishing this batch, side by side
+                    queue_part = helper.submit(self._delete_then_receive, batch.deletes, free if go_on else 0)
+                    self._record(batch.started, report)
+                    messages = queue_part.result()
+                    if not go_on:
                         break
-                    if active is not None:  # the claim counted the active jobs: no extra round trip for it
-                        free = self._settings.max_concurrent_jobs - active
             except DEPENDENCY_DOWN_ERRORS as exc:
                 log.warning("drain stopped: %s; messages not handled come back after their visibility timeout", exc)
         return report
 
-    def _handle_batch(self, messages: list[QueueMessage], report: DrainReport) -> tuple[_Outcome, int | None]:
-        """Claim the batch's jobs in one store call, launch the claimed ones, record them in one store call and
-        delete the handled messages in one queue call. Returns whether to go on, and the active jobs the claim
-        counted (None when the batch was handled one message at a time)."""
+    def _receive(self, free: int) -> list[QueueMessage]:
+        """Receive only as many as could start: a message received while at capacity would burn one of its
+        deliveries and end in the dead-letter queue for no fault of its own."""
+        if free <= 0:
+            return []
+        return self._c.queue.receive(
+            max_messages=min(MAX_BATCH, free), visibility_timeout=self._settings.queue_visibility_timeout_s
+        )
+
+    def _delete_then_receive(self, deletes: list[QueueMessage], free: int) -> list[QueueMessage]:
+        self._delete(deletes)
+        return self._receive(free)
+
+    def _handle_batch(self, messages: list[QueueMessage], report: DrainReport) -> _Batch:
+        """Claim the batch's jobs in one store call and launch the claimed ones; what is left is recording the
+        launches (one store call) and deleting the handled messages (one queue call)."""
         parsed: list[tuple[QueueMessage, str]] = []
         for message in messages:
             job_id = parse_message(message.body)
@@ -155,7 +180,7 @@ class Drainer:
             else:
                 parsed.append((message, job_id))
         if not parsed:
-            return _Outcome.CONTINUE, None
+            return _Batch(_Outcome.CONTINUE, None)
         try:
             claims = claim_batch(
                 self._c.store,
@@ -168,34 +193,34 @@ class Drainer:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the drain (module doc)
             return self._claim_raised(parsed, exc, report)
-        deletes: list[QueueMessage] = []
-        to_launch = self._sort_claims(parsed, claims, deletes, report)
-        outcome = self._launch_all(to_launch, deletes, report)
-        self._delete(deletes)
-        return outcome, claims.active
+        batch = _Batch(_Outcome.CONTINUE, claims.active)
+        to_launch = self._sort_claims(parsed, claims, batch.deletes, report)
+        batch.outcome = self._launch_all(to_launch, batch, report)
+        return batch
 
-    def _claim_raised(
-        self, parsed: list[tuple[QueueMessage, str]], exc: Exception, report: DrainReport
-    ) -> tuple[_Outcome, int | None]:
+    def _claim_raised(self, parsed: list[tuple[QueueMessage, str]], exc: Exception, report: DrainReport) -> _Batch:
         """The batch claim raised a bug-class error (a row that does not parse, a store that answers nonsense):
-        nothing was claimed, so each message is handled on its own and only the one that raises is poison."""
+        nothing was claimed, so each message is handled (and finished) on its own and only the one that raises is
+        poison."""
         if len(parsed) == 1:
             message = parsed[0][0]
             log.exception("handling queue message %s raised; leaving it to be redelivered", message.message_id)
             self._poison_safely(message, f"handling it raised {type(exc).__name__}: {exc}", report)
-            return _Outcome.CONTINUE, None
+            return _Batch(_Outcome.CONTINUE, None)
         log.exception("claiming a batch of %d jobs raised; handling its messages one at a time", len(parsed))
         active: int | None = None
         for index, (message, _) in enumerate(parsed):
-            outcome, counted = self._handle_batch([message], report)
-            active = counted if counted is not None else active
-            if outcome is _Outcome.STOP:
+            single = self._handle_batch([message], report)
+            self._record(single.started, report)
+            self._delete(single.deletes)
+            active = single.active if single.active is not None else active
+            if single.outcome is _Outcome.STOP:
                 rest = [other for other, _ in parsed[index + 1 :]]
                 for other in rest:
                     self._hide(other, 0)  # received but not looked at: visible again for the next drain
                 report.deferred += len(rest)
-                return _Outcome.STOP, active
-        return _Outcome.CONTINUE, active
+                return _Batch(_Outcome.STOP, active)
+        return _Batch(_Outcome.CONTINUE, active)
 
     def _sort_claims(
         self,
@@ -230,11 +255,9 @@ class Drainer:
                     self._defer(message, job, deletes)
         return to_launch
 
-    def _launch_all(
-        self, to_launch: list[tuple[QueueMessage, Job]], deletes: list[QueueMessage], report: DrainReport
-    ) -> _Outcome:
-        """Start each claimed attempt's worker, then record every handle in one store call, fenced on the attempt."""
-        started: list[tuple[QueueMessage, Job, str]] = []
+    def _launch_all(self, to_launch: list[tuple[QueueMessage, Job]], batch: _Batch, report: DrainReport) -> _Outcome:
+        """Start each claimed attempt's worker; a started one's message is deleted whatever its record finds."""
+        deletes = batch.deletes
         outcome = _Outcome.CONTINUE
         for message, claimed in to_launch:
             if outcome is _Outcome.STOP:
@@ -254,9 +277,15 @@ class Drainer:
                 report.launch_failures += 1
                 self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", False, deletes, report)
                 continue
-            started.append((message, claimed, handle))
+            batch.started.append((message, claimed, handle))
+            deletes.append(message)
+        return outcome
+
+    def _record(self, started: list[tuple[QueueMessage, Job, str]], report: DrainReport) -> None:
+        """Record every started worker's handle in one store call, fenced on its attempt; stop the ones whose job
+        moved on while they launched."""
         if not started:
-            return outcome
+            return
         records = [
             LaunchRecord(
                 claimed.id,
@@ -267,15 +296,13 @@ class Drainer:
             for _, claimed, handle in started
         ]
         recorded = self._c.store.record_launches(records, expected={JobStatus.STARTING, JobStatus.RUNNING})
-        for message, claimed, handle in started:
+        for _, claimed, handle in started:
             if claimed.id in recorded:
                 report.launched.append(claimed.id)
             else:
                 # Cancelled (or requeued) while launching: this attempt is no longer wanted, so stop its compute.
                 log.info("%s changed while attempt %d was launching; stopping that worker", claimed.id, claimed.attempt)
                 stop_compute(self._c, handle)
-            deletes.append(message)
-        return outcome
 
     def _put_back(self, message: QueueMessage, job: Job, deletes: list[QueueMessage], report: DrainReport) -> None:
         """A claimed job the drain did not try to launch because the launcher is failing: queued again, its message

@@ -10,6 +10,7 @@ from robotrain.jobs.models import Job, JobStatus
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components
 from tests.support.components import FakeLauncher, fast_spec, make_components
+from tests.support.round_trips import counting_round_trips
 
 S = JobStatus
 
@@ -280,3 +281,16 @@ def test_with_one_delivery_allowed_the_first_launch_error_is_final(tmp_path: Pat
     job = service.submit("alice", fast_spec())
     drainer.drain_once()
     assert components.store.get(job.id).status is S.FAILED
+
+
+def test_each_batch_of_ten_costs_two_store_calls_and_two_queue_calls(tmp_path: Path) -> None:
+    components, _, drainer, launcher = setup(tmp_path, max_concurrent_jobs=30, max_running_jobs_per_user=30)
+    service = lenient_submitter(components)
+    jobs = [service.submit(f"user_{i % 3}", fast_spec()) for i in range(25)]
+    with counting_round_trips(components) as trips:
+        report = drainer.drain_once()
+    assert sorted(report.launched) == sorted(job.id for job in jobs)
+    # store: the first count, then per batch (10, 10, 5) one claim and one record of the launches;
+    # queue: per batch one receive and one delete, and the receive that finds the queue empty
+    assert (len(trips.store), len(trips.queue)) == (1 + 2 * 3, 2 * 3 + 1), trips
+    assert queue_depth(components) == 0
