@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +49,10 @@ def default_job_name(spec: TrainSpec) -> str:
 
 
 class JobService:
-    """`clock` is the submit rate bucket's clock (the store keeps the bucket; tests drive the time)."""
-
-    def __init__(
-        self,
-        components: Components,
-        *,
-        kick: Callable[[], None] | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ):
+    def __init__(self, components: Components, *, kick: Callable[[], None] | None = None):
         self._components = components
         self._store = components.store
         self._kick = kick
-        self._clock = clock
 
     # --- commands ----------------------------------------------------------------------------------------------
 
@@ -191,7 +181,7 @@ class JobService:
         request_hash: str | None = None,
     ) -> Job:
         settings = self._components.settings
-        now = self._clock()
+        now = utcnow()
         job, event = new_queued_job(new_job_id(), user_id, spec, name=name, now=now, retry_of=retry_of)
         outcome = self._store.submit(
             SubmitRequest(
