@@ -39,6 +39,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/standins.py
 
+# Longer than any stall of a loaded machine: uvicorn's default (5 s) lets a server close a keep-alive connection
+# that the load generator, starved of CPU, is just about to reuse (httpx.ReadError), which no real client would see.
+KEEP_ALIVE_S = 75
+
 SPEC: dict[str, Any] = {
     "name": "bench",
     "policy": {"type": "mlp"},
@@ -66,7 +70,7 @@ def serve_bare(port: int) -> None:
     def bare_get(item_id: str) -> dict[str, Any]:
         return {"id": item_id, "status": "queued", "spec": SPEC}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def serve_embedded(port: int, data_dir: Path) -> None:
@@ -86,7 +90,7 @@ def serve_embedded(port: int, data_dir: Path) -> None:
         max_active_jobs_per_user=10**9,
     )
     app = create_app(build_components(settings), verifier=build_verifier(settings))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def serve_cloud(port: int, data_dir: Path) -> None:
@@ -101,7 +105,7 @@ def serve_cloud(port: int, data_dir: Path) -> None:
         data_dir=data_dir, submit_rate_per_minute=10**9, max_active_jobs_per_user=10**9, log_level="WARNING"
     )
     app = create_app(build_components(settings), verifier=build_verifier(settings))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def serve_bare_cloud(port: int) -> None:
@@ -144,7 +148,7 @@ def serve_bare_cloud(port: int) -> None:
             raise HTTPException(404)
         return rows[0]
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def _free_port() -> int:
@@ -243,7 +247,11 @@ async def load(
             while time.monotonic() < deadline and issued < cap:
                 issued += 1
                 started = time.perf_counter()
-                response = await http.request(method, paths[index], json=body, headers=client_headers[index])
+                try:
+                    response = await http.request(method, paths[index], json=body, headers=client_headers[index])
+                except httpx.TransportError:
+                    errors += 1  # counted, not timed: a dropped connection says nothing about latency
+                    continue
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code >= 400:
                     errors += 1

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_load import SPEC, Figures, ServerProcess, load  # noqa: E402
+from api_load import KEEP_ALIVE_S, SPEC, Figures, ServerProcess, load  # noqa: E402
 
 from robotrain.api.schemas import JobOut  # noqa: E402
 
@@ -78,7 +78,7 @@ def serve(port: int) -> None:
             raise HTTPException(404)
         return JobOut.of(_row_to_job(rows[0]))
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def main() -> int:
