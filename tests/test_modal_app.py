@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -272,3 +274,26 @@ def test_api_reads_artifacts_from_the_reloaded_volume(local_env, fakes):
     assert {"path": "result.json", "size": 2} in listing.json()["data"]
     assert escape.status_code == 404
     assert fakes["volume"].reloads >= 1
+
+
+def test_submits_kick_the_drain_off_the_request_path_and_a_burst_makes_one_more_spawn():
+    from robotrain.entrypoints.modal import DrainKick
+
+    release = threading.Event()
+    spawns: list[int] = []
+
+    def spawn() -> None:  # a spawn that takes as long as the test wants (a slow call to Modal)
+        spawns.append(1)
+        release.wait(30)
+
+    kicker = DrainKick(spawn)
+    kicker.start()
+    kicker.kick()  # returns while the spawn it caused is still blocked: the request never waits for Modal
+    deadline = time.monotonic() + 30
+    while not spawns and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(5):  # more submits while that spawn is in flight
+        kicker.kick()
+    release.set()
+    kicker.stop()
+    assert spawns == [1, 1]

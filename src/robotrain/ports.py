@@ -5,7 +5,7 @@ and the three processes (api, control plane, worker) depend on these protocols a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 from robotrain.apikeys.models import ApiKey
 from robotrain.datasets.models import Dataset, DatasetPage
-from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page
+from robotrain.jobs.claims import ClaimBatch, LaunchRecord
+from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, NewEvent, Page
+from robotrain.jobs.submission import SubmitOutcome, SubmitRequest
 from robotrain.settings import Settings
 from robotrain.streams.models import JobFeed
 from robotrain.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, StatusEvent, WebhookEndpoint
@@ -23,6 +25,11 @@ class JobStore(Protocol):
     """The source of truth for jobs. Status changes are compare-and-set only; the state machine decides them."""
 
     def create(self, job: Job) -> Job: ...
+
+    def submit(self, request: SubmitRequest) -> SubmitOutcome:
+        """A user's submit in one atomic round trip: the replay and reuse of an Idempotency-Key, the user's submit
+        rate bucket and cap on unfinished jobs, then the job, its first event and the key (robotrain.jobs.submission
+        has the rules). Safe to repeat after a lost answer: the job's id makes a second call answer Created with it."""
 
     def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
         """The job, or None when missing or (with `user_id`) owned by someone else."""
@@ -61,6 +68,16 @@ class JobStore(Protocol):
         and fewer than `max_active_per_user` of its owner are starting or running; None when the job is not queued or
         a cap is reached. Atomic across processes: concurrent claims can never exceed either cap."""
 
+    def claim_many(
+        self, job_ids: Sequence[str], *, max_active: int, max_active_per_user: int, event: NewEvent
+    ) -> ClaimBatch:
+        """`claim` for several jobs in one round trip, under the same lock, each claim's status event (`event`, with
+        the claimed `attempt` added to its data) appended in the same call (robotrain.jobs.claims has the rules)."""
+
+    def record_launches(self, launches: Sequence[LaunchRecord], *, expected: Collection[JobStatus]) -> set[str]:
+        """Record each launch's handle, fenced on the job still being in `expected` at that attempt, and append its
+        event, in one round trip; return the ids whose handle was recorded (the others moved on meanwhile)."""
+
     def ping(self) -> None:
         """Cheap round trip for readiness checks; raises StoreUnavailable when the store cannot be reached."""
 
@@ -75,12 +92,13 @@ class JobStore(Protocol):
     def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
         """Every metric series of the job, each ordered by step."""
 
-    def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
-        """Store (request_hash, job_id) for the user's key unless one is already stored, atomically (the first
-        writer wins); return what is stored, so a caller that lost the race sees the winner's job."""
+    def list_owned_events(
+        self, job_id: str, *, user_id: str, after: int = 0, limit: int = 500
+    ) -> list[JobEvent] | None:
+        """`list_events` of the user's own job in one round trip; None when the job is missing or someone else's."""
 
-    def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
-        """What is stored for the user's key, or None."""
+    def list_owned_metrics(self, job_id: str, *, user_id: str) -> dict[str, list[tuple[int, float]]] | None:
+        """`list_metrics` of the user's own job in one round trip; None when the job is missing or someone else's."""
 
     def forget_idempotency_keys(self, older_than: datetime) -> int:
         """Delete keys remembered before `older_than` (callers keep them at least 24 h); return how many."""

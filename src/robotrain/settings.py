@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(1, ge=1)
     max_active_jobs_per_user: int = Field(10, ge=1)  # queued + starting + running at submit (429 beyond)
     max_running_jobs_per_user: int = Field(2, ge=1)  # starting + running at dispatch; the rest wait queued
-    submit_rate_per_minute: int = Field(30, ge=1)
+    submit_rate_per_minute: int = Field(30, ge=1)  # per user, counted in the store (holds across API processes)
     max_body_bytes: int = 1024 * 1024
     drain_interval_s: float = Field(3.0, gt=0)
     # The Modal drain over SQS (robotrain.control.drain, "Receiving"): each receive long-polls this long (1 s or more
@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     api_key_cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     launcher: Literal["subprocess", "modal"] = "subprocess"
     log_level: str = "INFO"
+    # HTTP connections each process keeps open to Supabase and to SQS, shared by all its requests
+    pool_connections: int = Field(64, ge=1)
 
     # --- Supabase (store) --------------------------------------------------------------------------------------
     supabase_url: str | None = Field(None, validation_alias=AliasChoices("SUPABASE_URL"))

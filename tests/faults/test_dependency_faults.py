@@ -60,9 +60,13 @@ def test_store_down_during_a_drain_leaves_the_messages_and_the_next_drains_finis
     faulty = {}
 
     def store_down(components):
-        # the 1st claim and the 3rd read of a job fail as an unreachable store does; metrics writes blink too
+        # the 1st batch claim and the 3rd read of a job fail as an unreachable store does; metrics writes blink too
         faulty["store"] = components.store = FailOn(
-            components.store, lambda: StoreUnavailable("database is locked"), claim={1}, get={3}, append_metrics={1, 2}
+            components.store,
+            lambda: StoreUnavailable("database is locked"),
+            claim_many={1},
+            get={3},
+            append_metrics={1, 2},
         )
 
     stack = build_stack(tmp_path, runs, wrap=store_down)
@@ -70,7 +74,8 @@ def test_store_down_during_a_drain_leaves_the_messages_and_the_next_drains_finis
     first = stack.dispatcher.drain_once()
     assert first.launched == [] and first.deferred >= 1  # the outage ended that drain; the messages stay
     stack.run_until_terminal(ids)
-    assert faulty["store"].calls["claim"] >= 4 and faulty["store"].calls["append_metrics"] > 2
+    # the failed claim, then at least two batches (two slots: max_concurrent_jobs=2 leaves the third job for later)
+    assert faulty["store"].calls["claim_many"] >= 3 and faulty["store"].calls["append_metrics"] > 2
     assert_truthful(stack.store, {job_id: (S.SUCCEEDED, None) for job_id in ids}, runs, {i: 1 for i in ids})
 
 
@@ -133,14 +138,14 @@ def test_a_cancel_racing_with_the_claim_wins_and_nothing_trains(tmp_path: Path, 
     stack = build_stack(tmp_path, runs)
     cancel = stack.service.cancel
     real_store = stack.components.store
-    # Job `before` is cancelled between the drain's read and its claim.
+    # Job `before` is cancelled just before the drain claims its batch.
     before = stack.service.submit("alice", tiny_spec())
-    stack.components.store = Intercept(real_store, before={"claim": lambda: cancel("alice", before.id)})
+    stack.components.store = Intercept(real_store, before={"claim_many": lambda: cancel("alice", before.id)})
     assert stack.dispatcher.drain_once().skipped == 1
     # Job `after` is cancelled right after its claim, before its launch: the drain then finds it cancelled when it
     # records the handle, and stops that worker, which in any case loses its starting -> running compare-and-set.
     after = stack.service.submit("alice", tiny_spec())
-    stack.components.store = Intercept(real_store, after={"claim": lambda claimed: cancel("alice", after.id)})
+    stack.components.store = Intercept(real_store, after={"claim_many": lambda claimed: cancel("alice", after.id)})
     assert stack.dispatcher.drain_once().launched == []
     stack.components.store = real_store
     jobs = stack.run_until_terminal([before.id, after.id])

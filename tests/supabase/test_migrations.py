@@ -14,7 +14,17 @@ import pytest
 
 from tests.support import postgres
 
-TABLES = ("jobs", "events", "metrics", "idempotency_keys")
+TABLES = ("jobs", "events", "metrics", "idempotency_keys", "submit_buckets")
+# The functions of supabase/migrations that only the backend (service_role) may call.
+BACKEND_FUNCTIONS = (
+    "claim_job",
+    "submit_job",
+    "claim_jobs",
+    "record_launches",
+    "list_jobs",
+    "list_owned_events",
+    "list_owned_metrics",
+)
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +204,24 @@ def test_the_service_role_sees_and_writes_everything(postgres_cluster, database)
         assert conn.execute("select count(*) from idempotency_keys").fetchone()[0] == 1
         conn.execute("update jobs set status = 'starting' where id = 'job_b1'")
         conn.execute("insert into events (job_id, kind, message) values ('job_b1', 'status', 'starting')")
+
+
+@pytest.mark.parametrize("function", BACKEND_FUNCTIONS)
+def test_only_the_service_role_may_call_the_backend_functions(postgres_cluster, database, function) -> None:
+    with postgres_cluster.connect(database) as conn:
+        [oid] = conn.execute(
+            "select p.oid from pg_proc p where p.pronamespace = 'public'::regnamespace and p.proname = %s", (function,)
+        ).fetchone()
+        allowed = {
+            role: conn.execute("select has_function_privilege(%s, %s, 'execute')", (role, oid)).fetchone()[0]
+            for role in ("anon", "authenticated", "service_role")
+        }
+    assert allowed == {"anon": False, "authenticated": False, "service_role": True}
+
+
+def test_submit_buckets_are_invisible_to_signed_in_users(postgres_cluster, database) -> None:
+    with (
+        as_role(postgres_cluster, database, "authenticated", "user_a") as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("select * from submit_buckets")

@@ -26,6 +26,7 @@ Implemented:
   for GET/HEAD. The server logs in as `authenticator`, which can switch only to anon, authenticated, service_role.
 - Table, column and function names are checked against the catalog (loaded at start; `reload_schema()` after DDL,
   as PostgREST's schema cache needs NOTIFY pgrst) and quoted as identifiers; values are always parameters.
+- `observers` (callables of method and path) see every request as it arrives: tests count round trips with them.
 
 The API gateway in front of PostgREST (Supabase's Kong): tests can make the server answer as it does, before
 PostgREST sees the request. With `gateway_keys` set, a request whose `apikey` header is not one of the project's keys
@@ -51,7 +52,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -460,6 +461,7 @@ class PostgrestSubset:
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self._max_idle = max_idle_connections
+        self.observers: list[Callable[[str, str], None]] = []
         self.catalog: Catalog | None = None
         with suppress(psycopg.OperationalError):  # an unreachable database is answered per request with 503
             self.reload_schema()
@@ -520,6 +522,8 @@ class PostgrestSubset:
         return None
 
     async def _endpoint(self, request: Request) -> Response:
+        for observe in list(self.observers):
+            observe(request.method, request.path_params["path"])
         gateway = self._gateway_answer(request.headers)
         if gateway is not None:
             return gateway

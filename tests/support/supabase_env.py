@@ -18,6 +18,7 @@ STORE_TABLES = (
     "events",
     "metrics",
     "idempotency_keys",
+    "submit_buckets",
     "artifact_usage",
     "datasets",
     "jobs",

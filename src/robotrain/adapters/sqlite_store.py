@@ -9,15 +9,38 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from robotrain.adapters.sqlite_db import BUSY_TIMEOUT_MS, SqliteDatabase
 from robotrain.errors import InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
+from robotrain.jobs.claims import Capped, CapScope, ClaimBatch, Claimed, ClaimOutcome, LaunchRecord, Missing, NotQueued
 from robotrain.jobs.cursor import decode_cursor, encode_cursor, format_time
-from robotrain.jobs.models import Job, JobChanges, JobError, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
+from robotrain.jobs.models import (
+    Job,
+    JobChanges,
+    JobError,
+    JobEvent,
+    JobStatus,
+    MetricPoint,
+    NewEvent,
+    Page,
+    Progress,
+    utcnow,
+)
+from robotrain.jobs.submission import (
+    Created,
+    KeyReused,
+    OverActiveCap,
+    Replayed,
+    SubmitOutcome,
+    SubmitRateLimited,
+    SubmitRequest,
+    refilled_tokens,
+    seconds_until_a_token,
+)
 
 SCHEMA_VERSION = 1
 
@@ -69,6 +92,11 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (user_id, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
+CREATE TABLE IF NOT EXISTS submit_buckets (
+    user_id TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    refilled_at TEXT NOT NULL
+);
 """
 
 _JOB_COLUMNS = (
@@ -145,6 +173,31 @@ def _column_value(field: str, value: Any) -> Any:
     return value
 
 
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' for _ in _JOB_COLUMNS.split(', '))}) RETURNING *"
+)
+
+
+def _job_values(job: Job) -> list[Any]:
+    return [_column_value(field, getattr(job, field)) for field in _JOB_COLUMNS.split(", ")]
+
+
+def _insert_event(conn: sqlite3.Connection, job_id: str, event: NewEvent, at: str) -> None:
+    conn.execute(
+        "INSERT INTO events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+        (job_id, at, event.kind, event.message, json.dumps(event.data)),
+    )
+
+
+def _series(rows: list[sqlite3.Row]) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        # SQLite stores NaN as NULL; a diverged loss is still worth showing as NaN
+        value = math.nan if row["value"] is None else float(row["value"])
+        series.setdefault(row["name"], []).append((row["step"], value))
+    return series
+
+
 class SqliteJobStore:
     """JobStore on a SQLite file. Thread-safe (one connection per thread) and process-safe (WAL + busy_timeout +
     single-statement compare-and-set). Create it once per process; each thread lazily opens its own connection."""
@@ -162,13 +215,68 @@ class SqliteJobStore:
     # --- jobs ------------------------------------------------------------------------------------------------
 
     def create(self, job: Job) -> Job:
-        values = [_column_value(field, getattr(job, field)) for field in _JOB_COLUMNS.split(", ")]
-        placeholders = ", ".join("?" for _ in values)
         try:
-            rows = self._db.query(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders}) RETURNING *", values)
+            rows = self._db.query(_INSERT_JOB, _job_values(job))
         except sqlite3.IntegrityError as error:
             raise JobConflict(f"a job with id {job.id!r} already exists") from error
         return _row_to_job(rows[0])
+
+    def submit(self, request: SubmitRequest) -> SubmitOutcome:
+        # One BEGIN IMMEDIATE transaction: SQLite's single write lock serialises it with every other writer, so the
+        # checks and the writes cannot interleave with another submit (robotrain.jobs.submission has the order).
+        job, user_id, rate = request.job, request.job.user_id, request.rate_per_minute
+        with self._db.transaction() as conn:
+            existing = conn.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if existing is not None and existing["user_id"] == user_id:
+                return Created(_row_to_job(existing))
+            if request.idempotency_key is not None:
+                stored = conn.execute(
+                    "SELECT k.request_hash AS stored_hash, j.* FROM idempotency_keys AS k "
+                    "LEFT JOIN jobs AS j ON j.id = k.job_id WHERE k.user_id = ? AND k.key = ?",
+                    (user_id, request.idempotency_key),
+                ).fetchone()
+                if stored is not None:
+                    if stored["stored_hash"] != request.request_hash:
+                        return KeyReused()
+                    if stored["id"] is not None:
+                        return Replayed(_row_to_job(stored))
+                    # the key's job is gone (deleted by hand): the key is taken over below
+            bucket = conn.execute(
+                "SELECT tokens, refilled_at FROM submit_buckets WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            refilled_at = request.now
+            tokens = float(rate)
+            if bucket is not None:
+                last = parse_time(bucket["refilled_at"])
+                tokens = refilled_tokens(bucket["tokens"], last, request.now, rate)
+                refilled_at = max(last, request.now)
+            if tokens < 1.0:
+                return SubmitRateLimited(seconds_until_a_token(tokens, rate))
+            statuses = sorted({JobStatus(status).value for status in request.unfinished_statuses})
+            unfinished = conn.execute(
+                f"SELECT count(*) FROM jobs WHERE user_id = ? AND status IN ({', '.join('?' for _ in statuses)})",
+                (user_id, *statuses),
+            ).fetchone()[0]
+            if unfinished >= request.max_unfinished:
+                return OverActiveCap(unfinished)
+            try:
+                created = _row_to_job(conn.execute(_INSERT_JOB, _job_values(job)).fetchone())
+            except sqlite3.IntegrityError as error:
+                raise JobConflict(f"a job with id {job.id!r} already exists") from error
+            _insert_event(conn, created.id, request.event, format_time(request.now))
+            if request.idempotency_key is not None:
+                conn.execute(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash, job_id, created_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO UPDATE SET "
+                    "request_hash = excluded.request_hash, job_id = excluded.job_id, created_at = excluded.created_at",
+                    (user_id, request.idempotency_key, request.request_hash, created.id, format_time(request.now)),
+                )
+            conn.execute(
+                "INSERT INTO submit_buckets (user_id, tokens, refilled_at) VALUES (?, ?, ?) ON CONFLICT (user_id) "
+                "DO UPDATE SET tokens = excluded.tokens, refilled_at = excluded.refilled_at",
+                (user_id, tokens - 1.0, format_time(refilled_at)),
+            )
+        return Created(created)
 
     def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
         if user_id is None:
@@ -271,6 +379,68 @@ class SqliteJobStore:
             ).fetchall()
         return _row_to_job(rows[0]) if rows else None
 
+    def claim_many(
+        self, job_ids: Sequence[str], *, max_active: int, max_active_per_user: int, event: NewEvent
+    ) -> ClaimBatch:
+        # BEGIN IMMEDIATE holds SQLite's write lock across the counts and the updates, as `claim` does.
+        active_values = tuple(sorted(status.value for status in JobStatus.active()))
+        in_active = f"status IN ({', '.join('?' for _ in active_values)})"
+        now = format_time(utcnow())
+        outcomes: dict[str, ClaimOutcome] = {}
+        with self._db.transaction() as conn:
+            active = conn.execute(f"SELECT count(*) FROM jobs WHERE {in_active}", active_values).fetchone()[0]
+            per_user: dict[str, int] = {}
+            for job_id in dict.fromkeys(job_ids):
+                row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    outcomes[job_id] = Missing()
+                    continue
+                if row["status"] != JobStatus.QUEUED.value:
+                    outcomes[job_id] = NotQueued(JobStatus(row["status"]))
+                    continue
+                if active >= max_active:
+                    outcomes[job_id] = Capped(CapScope.GLOBAL, _row_to_job(row))
+                    continue
+                user_id = row["user_id"]
+                if user_id not in per_user:
+                    per_user[user_id] = conn.execute(
+                        f"SELECT count(*) FROM jobs WHERE {in_active} AND user_id = ?", (*active_values, user_id)
+                    ).fetchone()[0]
+                if per_user[user_id] >= max_active_per_user:
+                    outcomes[job_id] = Capped(CapScope.USER, _row_to_job(row))
+                    continue
+                claimed = _row_to_job(
+                    conn.execute(
+                        "UPDATE jobs SET status = ?, attempt = attempt + 1, updated_at = ? WHERE id = ? AND status = ? "
+                        "RETURNING *",
+                        (JobStatus.STARTING.value, now, job_id, JobStatus.QUEUED.value),
+                    ).fetchone()
+                )
+                data = {**event.data, "attempt": claimed.attempt}
+                _insert_event(conn, job_id, NewEvent(event.kind, event.message, data), now)
+                active += 1
+                per_user[user_id] += 1
+                outcomes[job_id] = Claimed(claimed)
+        return ClaimBatch(outcomes=outcomes, active=active)
+
+    def record_launches(self, launches: Sequence[LaunchRecord], *, expected: Collection[JobStatus]) -> set[str]:
+        expected_values = sorted({JobStatus(status).value for status in expected})
+        if not launches or not expected_values:
+            return set()
+        now = format_time(utcnow())
+        recorded: set[str] = set()
+        with self._db.transaction() as conn:
+            for launch in launches:
+                row = conn.execute(
+                    f"UPDATE jobs SET launch_handle = ?, updated_at = ? WHERE id = ? AND attempt = ? "
+                    f"AND status IN ({', '.join('?' for _ in expected_values)}) RETURNING id",
+                    (launch.handle, now, launch.job_id, launch.attempt, *expected_values),
+                ).fetchone()
+                if row is not None:
+                    _insert_event(conn, launch.job_id, launch.event, now)
+                    recorded.add(launch.job_id)
+        return recorded
+
     def ping(self) -> None:
         self._db.ping()
 
@@ -303,6 +473,19 @@ class SqliteJobStore:
         )
         return [self._row_to_event(row) for row in rows]
 
+    def list_owned_events(
+        self, job_id: str, *, user_id: str, after: int = 0, limit: int = 500
+    ) -> list[JobEvent] | None:
+        # One statement: the owned job joined to its events, so an owned job without events is one all-null row
+        rows = self._db.query(
+            "SELECT e.* FROM jobs AS j LEFT JOIN events AS e ON e.job_id = j.id AND e.id > ? "
+            "WHERE j.id = ? AND j.user_id = ? ORDER BY e.id LIMIT ?",
+            (after, job_id, user_id, max(1, limit)),
+        )
+        if not rows:
+            return None
+        return [self._row_to_event(row) for row in rows[: max(0, limit)] if row["id"] is not None]
+
     @staticmethod
     def _row_to_event(row: sqlite3.Row) -> JobEvent:
         return JobEvent(
@@ -330,33 +513,19 @@ class SqliteJobStore:
 
     def list_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
         rows = self._db.query("SELECT name, step, value FROM metrics WHERE job_id = ? ORDER BY name, step", (job_id,))
-        series: dict[str, list[tuple[int, float]]] = {}
-        for row in rows:
-            # SQLite stores NaN as NULL; a diverged loss is still worth showing as NaN
-            value = math.nan if row["value"] is None else float(row["value"])
-            series.setdefault(row["name"], []).append((row["step"], value))
-        return series
+        return _series(rows)
+
+    def list_owned_metrics(self, job_id: str, *, user_id: str) -> dict[str, list[tuple[int, float]]] | None:
+        rows = self._db.query(
+            "SELECT m.name, m.step, m.value FROM jobs AS j LEFT JOIN metrics AS m ON m.job_id = j.id "
+            "WHERE j.id = ? AND j.user_id = ? ORDER BY m.name, m.step",
+            (job_id, user_id),
+        )
+        if not rows:
+            return None
+        return _series([row for row in rows if row["name"] is not None])
 
     # --- idempotency keys ------------------------------------------------------------------------------------
-
-    def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO idempotency_keys (user_id, key, request_hash, job_id, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (user_id, key) DO NOTHING",
-                (user_id, key, request_hash, job_id, format_time(utcnow())),
-            )
-            row = conn.execute(
-                "SELECT request_hash, job_id FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
-            ).fetchone()
-        return row["request_hash"], row["job_id"]
-
-    def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
-        with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT request_hash, job_id FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
-            ).fetchone()
-        return None if row is None else (row["request_hash"], row["job_id"])
 
     def forget_idempotency_keys(self, older_than: datetime) -> int:
         return self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (format_time(older_than),))

@@ -117,13 +117,25 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def client_config(*, max_wait_seconds: float = MAX_WAIT_SECONDS, connect_timeout_s: float = 3.0) -> Config:
+# botocore keeps 10 connections per client by default: more concurrent sends than that (an API process serves many
+# requests at once) would each open and discard a connection, with a "Connection pool is full" warning.
+DEFAULT_POOL_CONNECTIONS = 64
+
+
+def client_config(
+    *,
+    max_wait_seconds: float = MAX_WAIT_SECONDS,
+    connect_timeout_s: float = 3.0,
+    pool_connections: int = DEFAULT_POOL_CONNECTIONS,
+) -> Config:
     """botocore settings for the queue: the read timeout outlasts the longest long poll; botocore's own retries are
-    off because SqsJobQueue retries the errors it classifies as transient, once, in one place."""
+    off because SqsJobQueue retries the errors it classifies as transient, once, in one place; one pool of
+    keep-alive connections shared by every thread of the process."""
     return Config(
         connect_timeout=connect_timeout_s,
         read_timeout=max_wait_seconds + 10,
         retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=pool_connections,
     )
 
 
@@ -163,6 +175,7 @@ class SqsJobQueue:
         max_attempts: int = 3,
         backoff_s: float = 0.2,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        pool_connections: int = DEFAULT_POOL_CONNECTIONS,
         client: Any | None = None,
     ):
         """`visibility_timeout_s` applies when receive() is not given one. The HTTP read timeout is sized for the
@@ -180,7 +193,7 @@ class SqsJobQueue:
         self._client = client or make_client(
             region=region,
             endpoint_url=endpoint_url,
-            config=client_config(connect_timeout_s=connect_timeout_s),
+            config=client_config(connect_timeout_s=connect_timeout_s, pool_connections=pool_connections),
         )
 
     @classmethod
@@ -192,6 +205,7 @@ class SqsJobQueue:
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url_sqs,
             visibility_timeout_s=settings.queue_visibility_timeout_s,
+            pool_connections=settings.pool_connections,
         )
 
     # --- JobQueue ----------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 The schema is supabase/migrations/*.sql. Every status change is one PATCH filtered on the id and the allowed
 current statuses (and the attempt when given) with `return=representation`: PostgreSQL applies it atomically, and
-an empty result means another writer changed the row first (the race was lost). Lists page with a (created_at, id)
-cursor; the query only uses filters PostgREST's simplest grammar has (no `or=`), as two range queries.
+an empty result means another writer changed the row first (the race was lost). What an API request or a drain batch
+needs in one round trip is one PostgreSQL function called with `rpc` (20261202120000_one_round_trip.sql): a submit
+with its checks, the list with its (created_at, id) cursor, the events and metrics of a user's own job, a batch of
+claims and of recorded launches.
 
 Errors: postgrest's APIError carries PostgreSQL's SQLSTATE (or PostgREST's PGRSTxxx) in `.code`; codes are mapped to
 domain errors below. An answer that did not come from PostgREST but from the API gateway in front of it (a wrong
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -34,14 +36,27 @@ from postgrest import APIError, APIResponse, CountMethod, ReturnMethod
 from supabase import Client, ClientOptions, create_client
 
 from robotrain.errors import AppError, InvalidRequest, JobConflict, JobNotFound, StoreUnavailable
+from robotrain.jobs.claims import Capped, CapScope, ClaimBatch, Claimed, ClaimOutcome, LaunchRecord, Missing, NotQueued
 from robotrain.jobs.cursor import decode_cursor, encode_cursor, format_time
-from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, Page, Progress, utcnow
+from robotrain.jobs.models import Job, JobChanges, JobEvent, JobStatus, MetricPoint, NewEvent, Page, Progress, utcnow
+from robotrain.jobs.submission import (
+    Created,
+    KeyReused,
+    OverActiveCap,
+    Replayed,
+    SubmitOutcome,
+    SubmitRateLimited,
+    SubmitRequest,
+)
 from robotrain.settings import Settings
 
 # PostgREST answers at most this many rows per request on Supabase (the project's "max rows", 1000 by default).
 MAX_ROWS_PER_REQUEST = 1000
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_S = 0.25
+# Connections kept open to PostgREST, shared by every request of the process. httpx keeps only 20 idle by default:
+# with more concurrent requests than that, the rest would open (on Supabase: TLS handshake) and close one each time.
+DEFAULT_POOL_CONNECTIONS = 64
 
 # APIError codes that mean "the database or the gateway is briefly unavailable": connection exceptions (08xxx),
 # insufficient resources (53xxx), operator intervention such as a restart (57P0x), serialization failures and
@@ -204,6 +219,43 @@ def _statuses(statuses: Collection[JobStatus]) -> list[str]:
     return sorted({JobStatus(status).value for status in statuses})
 
 
+def _job_row(job: Job) -> dict[str, Any]:
+    return {field: _column_value(field, getattr(job, field)) for field in _JOB_FIELDS}
+
+
+def _series(points: dict[str, list[list[Any]]]) -> dict[str, list[tuple[int, float]]]:
+    """list_owned_metrics' series (NaN and +-Infinity arrive as strings, which float() reads)."""
+    return {name: [(int(step), float(value)) for step, value in pairs] for name, pairs in sorted(points.items())}
+
+
+def _submit_outcome(answer: dict[str, Any]) -> SubmitOutcome:
+    outcome = answer.get("outcome")
+    if outcome == "created":
+        return Created(_row_to_job(answer["job"]))
+    if outcome == "replayed":
+        return Replayed(_row_to_job(answer["job"]))
+    if outcome == "key_reused":
+        return KeyReused()
+    if outcome == "over_active_cap":
+        return OverActiveCap(int(answer["unfinished"]))
+    if outcome == "rate_limited":
+        return SubmitRateLimited(int(answer["retry_after_s"]))
+    raise StoreError(f"submit_job answered an unknown outcome: {answer!r}"[:300])
+
+
+def _claim_outcome(answer: dict[str, Any]) -> ClaimOutcome:
+    outcome = answer.get("outcome")
+    if outcome == "claimed":
+        return Claimed(_row_to_job(answer["job"]))
+    if outcome == "not_queued":
+        return NotQueued(JobStatus(answer["status"]))
+    if outcome == "missing":
+        return Missing()
+    if outcome == "capped":
+        return Capped(CapScope(answer["scope"]), _row_to_job(answer["job"]))
+    raise StoreError(f"claim_jobs answered an unknown outcome: {answer!r}"[:300])
+
+
 class SupabaseJobStore:
     """JobStore on Supabase. Thread-safe (one shared httpx client; every call builds its own request)."""
 
@@ -215,11 +267,13 @@ class SupabaseJobStore:
         timeout_s: float = 10.0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff_s: float = DEFAULT_BACKOFF_S,
+        pool_connections: int = DEFAULT_POOL_CONNECTIONS,
         http_client: httpx.Client | None = None,
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self._http = http_client or httpx.Client(timeout=timeout_s)
+        limits = httpx.Limits(max_connections=pool_connections, max_keepalive_connections=pool_connections)
+        self._http = http_client or httpx.Client(timeout=timeout_s, limits=limits)
         self._owns_http = http_client is None
         # The status of the last answer in this thread: postgrest-py does not expose it on a gateway's error (module
         # doc). Requests are synchronous, so the hook runs in the thread that then reads the status.
@@ -247,6 +301,7 @@ class SupabaseJobStore:
             settings.supabase_url,
             settings.supabase_key.get_secret_value(),
             timeout_s=settings.supabase_timeout_s,
+            pool_connections=settings.pool_connections,
         )
 
     def close(self) -> None:
@@ -315,11 +370,33 @@ class SupabaseJobStore:
     # --- jobs -------------------------------------------------------------------------------------------------
 
     def create(self, job: Job) -> Job:
-        row = {field: _column_value(field, getattr(job, field)) for field in _JOB_FIELDS}
+        row = _job_row(job)
         response = self._call(
             f"creating job {job.id}", lambda: self._table("jobs").insert(row).execute(), idempotent=False
         )
         return _row_to_job(_rows(response)[0])
+
+    def _rpc(self, doing: str, function: str, arguments: dict[str, Any], *, idempotent: bool) -> Any:
+        """One call of a function of the migrations: its JSON answer."""
+        return self._call(doing, lambda: self.client.rpc(function, arguments).execute(), idempotent=idempotent).data
+
+    def submit(self, request: SubmitRequest) -> SubmitOutcome:
+        job = request.job
+        arguments = {
+            "p_job": _job_row(job),
+            "p_event_kind": request.event.kind,
+            "p_event_message": request.event.message,
+            "p_event_data": _json_safe(request.event.data),
+            "p_now": format_time(request.now),
+            "p_rate_per_minute": request.rate_per_minute,
+            "p_max_unfinished": request.max_unfinished,
+            "p_unfinished_statuses": _statuses(request.unfinished_statuses),
+            "p_idempotency_key": request.idempotency_key,
+            "p_request_hash": request.request_hash,
+        }
+        # Retried like a read: a repeat of an applied call finds the job by its id and answers Created with it
+        answer = self._rpc(f"submitting job {job.id}", "submit_job", arguments, idempotent=True)
+        return _submit_outcome(answer)
 
     def get(self, job_id: str, *, user_id: str | None = None) -> Job | None:
         def request() -> APIResponse:
@@ -337,49 +414,13 @@ class SupabaseJobStore:
         if limit < 1:
             raise InvalidRequest("limit must be at least 1")
         limit = min(limit, MAX_ROWS_PER_REQUEST - 1)
-
-        def base():
-            query = self._table("jobs").select("*").eq("user_id", user_id)
-            if status is not None:
-                query = query.eq("status", JobStatus(status).value)
-            return query
-
-        rows: list[dict[str, Any]] = []
-        if cursor is None:
-            rows = self._call_rows(
-                "listing jobs",
-                lambda: base().order("created_at", desc=True).order("id", desc=True).limit(limit + 1).execute(),
-                idempotent=True,
-            )
-        else:
+        arguments: dict[str, Any] = {"p_user_id": user_id, "p_limit": limit + 1}
+        if status is not None:
+            arguments["p_status"] = JobStatus(status).value
+        if cursor is not None:
             after_created, after_id = decode_cursor(cursor)
-            after_text = format_time(after_created)
-            # (created_at, id) < (after_created, after_id), without `or=`: first the rest of the same instant...
-            rows = self._call_rows(
-                "listing jobs",
-                lambda: (
-                    base()
-                    .eq("created_at", after_text)
-                    .lt("id", after_id)
-                    .order("id", desc=True)
-                    .limit(limit + 1)
-                    .execute()
-                ),
-                idempotent=True,
-            )
-            if len(rows) <= limit:  # ...then strictly older instants
-                rows += self._call_rows(
-                    "listing jobs",
-                    lambda: (
-                        base()
-                        .lt("created_at", after_text)
-                        .order("created_at", desc=True)
-                        .order("id", desc=True)
-                        .limit(limit + 1 - len(rows))
-                        .execute()
-                    ),
-                    idempotent=True,
-                )
+            arguments |= {"p_after_created": format_time(after_created), "p_after_id": after_id}
+        rows = self._rpc("listing jobs", "list_jobs", arguments, idempotent=True)
         jobs = [_row_to_job(row) for row in rows[:limit]]
         next_cursor = encode_cursor(jobs[-1].created_at, jobs[-1].id) if len(rows) > limit else None
         return Page(data=jobs, next_cursor=next_cursor)
@@ -457,6 +498,46 @@ class SupabaseJobStore:
         )
         return _row_to_job(rows[0]) if rows else None
 
+    def claim_many(
+        self, job_ids: Sequence[str], *, max_active: int, max_active_per_user: int, event: NewEvent
+    ) -> ClaimBatch:
+        unique = list(dict.fromkeys(job_ids))
+        arguments = {
+            "p_job_ids": unique,
+            "p_max_active": max_active,
+            "p_max_active_per_user": max_active_per_user,
+            "p_now": format_time(utcnow()),
+            "p_event_kind": event.kind,
+            "p_event_message": event.message,
+            "p_event_data": _json_safe(event.data),
+        }
+        # claims are compare-and-sets: not retried, as `claim`
+        answer = self._rpc(f"claiming {len(unique)} jobs", "claim_jobs", arguments, idempotent=False)
+        outcomes = {item["id"]: _claim_outcome(item) for item in answer["outcomes"]}
+        return ClaimBatch(outcomes=outcomes, active=int(answer["active"]))
+
+    def record_launches(self, launches: Sequence[LaunchRecord], *, expected: Collection[JobStatus]) -> set[str]:
+        if not launches or not expected:
+            return set()
+        arguments = {
+            "p_launches": [
+                {
+                    "job_id": launch.job_id,
+                    "attempt": launch.attempt,
+                    "handle": launch.handle,
+                    "event_kind": launch.event.kind,
+                    "event_message": launch.event.message,
+                    "event_data": _json_safe(launch.event.data),
+                }
+                for launch in launches
+            ],
+            "p_expected": _statuses(expected),
+            "p_now": format_time(utcnow()),
+        }
+        # not retried: a repeat of an applied call would append each launch's event twice
+        recorded = self._rpc(f"recording {len(launches)} launches", "record_launches", arguments, idempotent=False)
+        return set(recorded)
+
     def ping(self) -> None:
         self._call(
             "checking the job store",
@@ -533,6 +614,20 @@ class SupabaseJobStore:
                 job_id=job_id,
             )
 
+    def list_owned_events(
+        self, job_id: str, *, user_id: str, after: int = 0, limit: int = 500
+    ) -> list[JobEvent] | None:
+        arguments = {"p_job_id": job_id, "p_user_id": user_id, "p_after": after, "p_limit": max(0, limit)}
+        answer = self._rpc(f"listing events of job {job_id}", "list_owned_events", arguments, idempotent=True)
+        if not answer["owned"]:
+            return None
+        return [_row_to_event(row) for row in answer["events"]]
+
+    def list_owned_metrics(self, job_id: str, *, user_id: str) -> dict[str, list[tuple[int, float]]] | None:
+        arguments = {"p_job_id": job_id, "p_user_id": user_id}
+        answer = self._rpc(f"listing metrics of job {job_id}", "list_owned_metrics", arguments, idempotent=True)
+        return _series(answer["series"]) if answer["owned"] else None
+
     def _events_after(self, job_id: str, after: int, size: int) -> APIResponse:
         return self._table("events").select("*").eq("job_id", job_id).gt("id", after).order("id").limit(size).execute()
 
@@ -554,44 +649,6 @@ class SupabaseJobStore:
         return series
 
     # --- idempotency keys -------------------------------------------------------------------------------------
-
-    def remember_idempotency_key(self, user_id: str, key: str, request_hash: str, job_id: str) -> tuple[str, str]:
-        row = {
-            "user_id": user_id,
-            "key": key,
-            "request_hash": request_hash,
-            "job_id": job_id,
-            "created_at": format_time(utcnow()),
-        }
-        # insert ... on conflict do nothing: the first writer wins, and retrying it changes nothing
-        self._call(
-            "remembering an idempotency key",
-            lambda: (
-                self._table("idempotency_keys")
-                .upsert(row, on_conflict="user_id,key", ignore_duplicates=True, returning=ReturnMethod.minimal)
-                .execute()
-            ),
-            idempotent=True,
-        )
-        stored = self.lookup_idempotency_key(user_id, key)
-        if stored is None:
-            raise StoreError("an idempotency key vanished right after it was stored")
-        return stored
-
-    def lookup_idempotency_key(self, user_id: str, key: str) -> tuple[str, str] | None:
-        rows = self._call_rows(
-            "reading an idempotency key",
-            lambda: (
-                self._table("idempotency_keys")
-                .select("request_hash,job_id")
-                .eq("user_id", user_id)
-                .eq("key", key)
-                .limit(1)
-                .execute()
-            ),
-            idempotent=True,
-        )
-        return (rows[0]["request_hash"], rows[0]["job_id"]) if rows else None
 
     def forget_idempotency_keys(self, older_than: datetime) -> int:
         # a retried delete deletes nothing more; the count it reports is then the retry's (a lower bound)

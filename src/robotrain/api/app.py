@@ -1,6 +1,8 @@
 """The FastAPI application over one process's Components: the JobService, the middleware (security headers, CORS,
-body size limit), the submit rate limiter, and the one set of error handlers. It builds no adapters and starts no
-control plane: its entry point hands it both (`robotrain serve` a local DispatchLoop, Modal a drain kick)."""
+body size limit; all pure ASGI, so no request pays for a BaseHTTPMiddleware task), and the one set of error
+handlers. The per-user submit rate limit lives in the store (JobStore.submit), so it holds across API processes. It
+builds no adapters and starts no control plane: its entry point hands it both (`robotrain serve` a local
+DispatchLoop, Modal a drain kick)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ from robotrain.api.dashboard import dashboard_csp, install_dashboard, is_dashboa
 from robotrain.api.datasets import UPLOAD_PATHS, datasets_router
 from robotrain.api.errors import install_error_handlers
 from robotrain.api.middleware import BodySizeLimit, SecurityHeaders, cors_middleware_options
-from robotrain.api.rate_limit import SubmitRateLimiter
 from robotrain.api.routes import health_router, jobs_router
 from robotrain.api.streams import streams_router
 from robotrain.api.webhooks import webhooks_router
@@ -72,7 +73,6 @@ def create_app(
     app.state.datasets = DatasetService(components)
     app.state.verifier = verifier
     app.state.api_keys = api_keys  # None: API keys are neither issued nor accepted
-    app.state.submit_limiter = SubmitRateLimiter(settings.submit_rate_per_minute)
     app.state.webhook_service = WebhookService(components.webhooks, settings) if components.webhooks else None
     install_error_handlers(app)
     app.include_router(health_router)

@@ -6,17 +6,22 @@ is a personal API key (robotrain.apikeys), checked by the API key service; anyth
 or a locally minted one), checked by the verifier. API keys are accepted only in the Authorization header, never
 from the session cookie.
 
-All of them are sync functions, which FastAPI runs in its threadpool: token verification may fetch a JWKS
-(blocking) and the store is sync, so neither ever blocks the event loop."""
+Every sync dependency (and every sync route) costs a hop to FastAPI's thread pool, and a sync route a second one for
+its response validation; under load those hops queue for threads and the GIL. So what only reads app state or
+compares strings is `async def` (run inline), and only what blocks is sync or handed to the pool explicitly: the
+principal (token verification may fetch a JWKS; an API key may be looked up in the store) and the store calls
+(`in_thread`)."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from robotrain.apikeys.models import looks_like_api_key
 from robotrain.apikeys.service import ApiKeyService
@@ -28,6 +33,15 @@ from robotrain.settings import Settings
 
 SESSION_COOKIE = "__session"
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking call (the service, hence the store) in the thread pool: one hop per request."""
+    return await run_in_threadpool(function, *args, **kwargs)
+
+
 bearer_scheme = HTTPBearer(
     auto_error=False,
     description=f"A session JWT (RS256) as `Authorization: Bearer`, or the `{SESSION_COOKIE}` cookie.",
@@ -35,15 +49,15 @@ bearer_scheme = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def get_service(request: Request) -> JobService:
+async def get_service(request: Request) -> JobService:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+async def get_verifier(request: Request) -> TokenVerifier:
     return request.app.state.verifier
 
 
@@ -51,7 +65,7 @@ ServiceDep = Annotated[JobService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_api_keys(request: Request) -> ApiKeyService | None:
+async def get_api_keys(request: Request) -> ApiKeyService | None:
     return request.app.state.api_keys
 
 
@@ -112,7 +126,7 @@ def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def current_user(principal: CurrentPrincipal) -> str:
+async def current_user(principal: CurrentPrincipal) -> str:
     """The caller's user id (FastAPI resolves the principal once per request, however many dependencies ask)."""
     return principal.user_id
 
@@ -120,7 +134,7 @@ def current_user(principal: CurrentPrincipal) -> str:
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def internal_caller(credentials: Credentials, settings: SettingsDep) -> None:
+async def internal_caller(credentials: Credentials, settings: SettingsDep) -> None:
     """Only the bearer of ROBOTRAIN_INTERNAL_TOKEN (compared in constant time); nobody when it is unset."""
     expected = settings.internal_token
     if expected is None or not expected.get_secret_value():
@@ -134,8 +148,8 @@ def internal_caller(credentials: Credentials, settings: SettingsDep) -> None:
 InternalCaller = Depends(internal_caller)
 
 
-def owned_job(job_id: str, user: CurrentUser, service: ServiceDep) -> Job:
-    return service.get(user, job_id)
+async def owned_job(job_id: str, user: CurrentUser, service: ServiceDep) -> Job:
+    return await in_thread(service.get, user, job_id)
 
 
 OwnedJob = Annotated[Job, Depends(owned_job)]

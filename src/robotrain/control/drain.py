@@ -1,20 +1,25 @@
 """The drain: turn queue messages into launched workers, exactly once per job attempt.
 
-For each message: read the job; a job that is not queued (duplicate message, cancelled meanwhile, already claimed)
-only costs the message. A queued one is claimed queued → starting by the store's atomic `claim`, which also checks
-the global and per-user caps in the same write (so dispatchers in several processes can never exceed them), then
-launched, its handle recorded (fenced on that attempt) and the message deleted. The same code runs locally and
-against SQS.
+Each receive takes up to ten messages (SQS's most), as many as there are free slots, and handles them as one batch
+in four round trips whatever its size: the receive, one store call that claims every job of the batch still queued
+(`claim_batch`: queued -> starting within the global and per-user caps, atomically across dispatchers, with the
+status events), one store call that records the launched workers' handles (fenced on each attempt), and one batched
+delete. The last two are independent, so the queue's work (this batch's delete, then the next batch's receive) runs
+on a helper thread while the store records the launches: per batch the drain waits for one store call plus the
+slower of a store call and the queue's delete-and-receive. A job that is not queued (duplicate message, cancelled
+meanwhile, already claimed) only costs its message. The same code runs locally and against SQS.
 
 Fault handling, per message:
-- poison: a body this service did not write, a message for a job that does not exist, or one whose handling raised
-  an unexpected error, is left in the queue: it is delivered again until the queue's max_receives moves it to the
+- poison: a body this service did not write, a message for a job that does not exist, or one whose claim raised an
+  unexpected error, is left in the queue: it is delivered again until the queue's max_receives moves it to the
   dead-letter queue, where an operator can see it. On its last delivery, a job it names that is still waiting to run
-  (queued, or starting with no worker) is ended failed with code poison_message, so it is never stuck;
+  (queued, or starting with no worker) is ended failed with code poison_message, so it is never stuck. A batch claim
+  that raises is retried one message at a time, so one bad row cannot take the rest of its batch down with it;
 - a job held back by a cap is hidden for a short backoff; a message about to use its last delivery that way is
   replaced by a fresh one, so waiting never sends a healthy job's message to the dead-letter queue;
-- a launch that raises a classified transient error (TRANSIENT_LAUNCHER_ERRORS) puts the job back to queued and hides the
-  message with exponential backoff; on the message's `queue_max_receives`-th delivery the job fails launch_failed;
+- a launch that raises a classified transient error (TRANSIENT_LAUNCHER_ERRORS) puts the job back to queued and hides
+  the message with exponential backoff; on the message's `queue_max_receives`-th delivery the job fails launch_failed.
+  The batch's jobs not tried yet go back to queued too and their messages become visible for the next drain;
 - any other exception from the launcher is not retried: the job fails launch_failed at once, with the traceback logged
   (retrying a programming error only delays the same failure, and a job must never stay stuck in starting);
 - the store or queue being unreachable (DEPENDENCY_DOWN_ERRORS) ends this drain and leaves the message; it comes back
@@ -38,18 +43,20 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
+from robotrain.jobs.claims import Capped, CapScope, ClaimBatch, Claimed, LaunchRecord, Missing, NotQueued
 from robotrain.jobs.lifecycle import (
     DEPENDENCY_DOWN_ERRORS,
     TRANSIENT_LAUNCHER_ERRORS,
     apply_transition,
-    claim,
+    claim_batch,
     enqueue,
     stop_compute,
 )
-from robotrain.jobs.models import ErrorCode, EventKind, Job, JobChanges, JobError, JobStatus
+from robotrain.jobs.models import ErrorCode, EventKind, Job, JobError, JobStatus, NewEvent
 from robotrain.ports import Components, QueueMessage, ReceiptHandleInvalid
 
 log = logging.getLogger(__name__)
@@ -61,7 +68,17 @@ _JOB_ID_ANYWHERE = re.compile(r"job_[0-9a-z]{26}")
 
 class _Outcome(Enum):
     CONTINUE = "continue"
-    STOP = "stop"  # leave the rest of the batch for a later drain
+    STOP = "stop"  # the launcher is failing: leave the rest for a later drain
+
+
+@dataclass
+class _Batch:
+    """What handling a batch left to finish: the messages to delete, the launches to record."""
+
+    outcome: _Outcome
+    active: int | None  # starting + running jobs as the claim counted them; None when not claimed as one batch
+    deletes: list[QueueMessage] = field(default_factory=list)
+    started: list[tuple[QueueMessage, Job, str]] = field(default_factory=list)  # launched: message, job, handle
 
 
 @dataclass
@@ -137,159 +154,232 @@ class Drainer:
         """Receive and handle messages until the queue answers empty, capacity is reached or `max_rounds` batches
         were handled; kicked for `wait_for`, keep receiving until that job's message is seen (module doc)."""
         report = DrainReport(waited_for=wait_for)
-        with self._lock:
+        with self._lock, ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotrain-drain-queue") as helper:
             deadline = self._clock() + self._kick_wait_s
             waiting = wait_for is not None and self._kick_wait_s > 0
-            rounds = 0
             try:
+                free = self._settings.max_concurrent_jobs - self._c.store.count(statuses=JobStatus.active())
+                waiting = self._keep_waiting(waiting, wait_for, deadline)
+                messages = self._receive(free, waiting, report)
+                rounds = 0
                 while rounds < self._max_rounds:
-                    free = self._settings.max_concurrent_jobs - self._c.store.count(statuses=JobStatus.active())
                     if free <= 0:
                         report.at_capacity = True
                         break
-                    waiting = waiting and wait_for is not None and self._still_waiting(wait_for, deadline)
-                    # Receive only as many as could start: a message received while at capacity would burn one of
-                    # its deliveries and end in the dead-letter queue for no fault of its own.
-                    messages = self._c.queue.receive(
-                        max_messages=min(MAX_BATCH, free),
-                        visibility_timeout=self._settings.queue_visibility_timeout_s,
-                        wait_seconds=max(self._receive_wait_s, 1.0) if waiting else self._receive_wait_s,
-                    )
-                    report.receives += 1
                     if not messages:
-                        if waiting:
-                            continue
-                        break
+                        waiting = self._keep_waiting(waiting, wait_for, deadline)
+                        if not waiting:
+                            break
+                        messages = self._receive(free, waiting, report)
+                        continue
                     report.received += len(messages)
                     if wait_for is not None and any(parse_message(m.body) == wait_for for m in messages):
                         report.waited_for_seen, waiting = True, False
                     rounds += 1
-                    if self._handle_batch(messages, report) is _Outcome.STOP:
+                    batch = self._handle_batch(messages, report)
+                    if batch.active is not None:  # the claim counted the active jobs: no extra round trip for it
+                        free = self._settings.max_concurrent_jobs - batch.active
+                    go_on = batch.outcome is _Outcome.CONTINUE and rounds < self._max_rounds
+                    # The queue's part and the store's part of finishing this batch, side by side
+                    queue_part = helper.submit(
+                        self._delete_then_receive, batch.deletes, free if go_on else 0, waiting, report
+                    )
+                    self._record(batch.started, report)
+                    messages = queue_part.result()
+                    if not go_on:
                         break
             except DEPENDENCY_DOWN_ERRORS as exc:
                 log.warning("drain stopped: %s; messages not handled come back after their visibility timeout", exc)
         return report
 
-    def _still_waiting(self, job_id: str, deadline: float) -> bool:
-        """Whether a drain kicked for `job_id` should keep receiving for it: its time is not up, and the job is still
-        queued with its message sent (claimed, cancelled or unsent, there is no message to wait for)."""
-        if self._clock() >= deadline:
+    def _keep_waiting(self, waiting: bool, job_id: str | None, deadline: float) -> bool:
+        """Whether a drain kicked for `job_id` should keep receiving for it: it still is, its time is not up, and the
+        job is still queued with its message sent (claimed, cancelled or unsent, there is no message to wait for)."""
+        if not waiting or job_id is None or self._clock() >= deadline:
             return False
         job = self._c.store.get(job_id)
         return job is not None and job.status is JobStatus.QUEUED and job.enqueued_at is not None
 
-    def _handle_batch(self, messages: list[QueueMessage], report: DrainReport) -> _Outcome:
-        for index, message in enumerate(messages):
-            try:
-                outcome = self._handle(message, report)
-            except DEPENDENCY_DOWN_ERRORS:
-                report.deferred += len(messages) - index
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the drain (module doc)
-                log.exception("handling queue message %s raised; leaving it to be redelivered", message.message_id)
-                try:
-                    self._poison(message, f"handling it raised {type(exc).__name__}: {exc}", report)
-                except DEPENDENCY_DOWN_ERRORS:
-                    raise
-                except Exception:  # noqa: BLE001 - the job cannot even be read: the dead-letter queue keeps the message
-                    log.exception("could not end the job named by poison message %s", message.message_id)
-                continue
-            if outcome is _Outcome.STOP:
-                rest = messages[index + 1 :]
+    def _receive(self, free: int, waiting: bool, report: DrainReport) -> list[QueueMessage]:
+        """Receive only as many as could start: a message received while at capacity would burn one of its
+        deliveries and end in the dead-letter queue for no fault of its own."""
+        if free <= 0:
+            return []
+        report.receives += 1
+        return self._c.queue.receive(
+            max_messages=min(MAX_BATCH, free),
+            visibility_timeout=self._settings.queue_visibility_timeout_s,
+            wait_seconds=max(self._receive_wait_s, 1.0) if waiting else self._receive_wait_s,
+        )
+
+    def _delete_then_receive(
+        self, deletes: list[QueueMessage], free: int, waiting: bool, report: DrainReport
+    ) -> list[QueueMessage]:
+        self._delete(deletes)
+        return self._receive(free, waiting, report)
+
+    def _handle_batch(self, messages: list[QueueMessage], report: DrainReport) -> _Batch:
+        """Claim the batch's jobs in one store call and launch the claimed ones; what is left is recording the
+        launches (one store call) and deleting the handled messages (one queue call)."""
+        parsed: list[tuple[QueueMessage, str]] = []
+        for message in messages:
+            job_id = parse_message(message.body)
+            if job_id is None:
+                self._poison_safely(message, "the body is not a message this service sends", report)
+            else:
+                parsed.append((message, job_id))
+        if not parsed:
+            return _Batch(_Outcome.CONTINUE, None)
+        try:
+            claims = claim_batch(
+                self._c.store,
+                [job_id for _, job_id in parsed],
+                max_active=self._settings.max_concurrent_jobs,
+                max_active_per_user=self._settings.max_running_jobs_per_user,
+            )
+        except DEPENDENCY_DOWN_ERRORS:
+            report.deferred += len(parsed)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the drain (module doc)
+            return self._claim_raised(parsed, exc, report)
+        batch = _Batch(_Outcome.CONTINUE, claims.active)
+        to_launch = self._sort_claims(parsed, claims, batch.deletes, report)
+        batch.outcome = self._launch_all(to_launch, batch, report)
+        return batch
+
+    def _claim_raised(self, parsed: list[tuple[QueueMessage, str]], exc: Exception, report: DrainReport) -> _Batch:
+        """The batch claim raised a bug-class error (a row that does not parse, a store that answers nonsense):
+        nothing was claimed, so each message is handled (and finished) on its own and only the one that raises is
+        poison."""
+        if len(parsed) == 1:
+            message = parsed[0][0]
+            log.exception("handling queue message %s raised; leaving it to be redelivered", message.message_id)
+            self._poison_safely(message, f"handling it raised {type(exc).__name__}: {exc}", report)
+            return _Batch(_Outcome.CONTINUE, None)
+        log.exception("claiming a batch of %d jobs raised; handling its messages one at a time", len(parsed))
+        active: int | None = None
+        for index, (message, _) in enumerate(parsed):
+            single = self._handle_batch([message], report)
+            self._record(single.started, report)
+            self._delete(single.deletes)
+            active = single.active if single.active is not None else active
+            if single.outcome is _Outcome.STOP:
+                rest = [other for other, _ in parsed[index + 1 :]]
                 for other in rest:
                     self._hide(other, 0)  # received but not looked at: visible again for the next drain
                 report.deferred += len(rest)
-                return _Outcome.STOP
-        return _Outcome.CONTINUE
+                return _Batch(_Outcome.STOP, active)
+        return _Batch(_Outcome.CONTINUE, active)
 
-    def _handle(self, message: QueueMessage, report: DrainReport) -> _Outcome:
-        """One message: find its job, claim it within the caps, launch it."""
-        job = self._queued_job(message, report)
-        if job is None:
-            return _Outcome.CONTINUE
-        claimed = claim(
-            self._c.store,
-            job,
-            max_active=self._settings.max_concurrent_jobs,
-            max_active_per_user=self._settings.max_running_jobs_per_user,
-        )
-        if claimed is None:
-            return self._not_claimed(message, job.id, report)
-        return self._launch(message, claimed, report)
+    def _sort_claims(
+        self,
+        parsed: list[tuple[QueueMessage, str]],
+        claims: ClaimBatch,
+        deletes: list[QueueMessage],
+        report: DrainReport,
+    ) -> list[tuple[QueueMessage, Job]]:
+        """What each message's claim means: the claimed jobs to launch (one message each), the messages to delete
+        (jobs no longer queued, further messages for a job this batch already handled), to poison or to defer."""
+        to_launch: list[tuple[QueueMessage, Job]] = []
+        handled: set[str] = set()
+        for message, job_id in parsed:
+            outcome = claims.outcomes[job_id]
+            if isinstance(outcome, Missing):
+                self._poison_safely(message, f"no job {job_id} exists", report)
+                continue
+            if job_id in handled:  # a duplicate in the same batch: the first message speaks for the job
+                report.skipped += 1
+                deletes.append(message)
+                continue
+            handled.add(job_id)
+            match outcome:
+                case Claimed(job):
+                    to_launch.append((message, job))
+                case NotQueued():
+                    report.skipped += 1  # a duplicate, or a job cancelled or claimed elsewhere meanwhile
+                    deletes.append(message)
+                case Capped(scope, job):
+                    report.deferred += 1
+                    report.at_capacity = report.at_capacity or scope is CapScope.GLOBAL
+                    self._defer(message, job, deletes)
+        return to_launch
 
-    def _queued_job(self, message: QueueMessage, report: DrainReport) -> Job | None:
-        """The queued job the message is about, or None when there is nothing to launch: a poison message (left to
-        dead-letter), or a duplicate / a job cancelled or claimed meanwhile (the message is deleted)."""
-        job_id = parse_message(message.body)
-        if job_id is None:
-            self._poison(message, "the body is not a message this service sends", report)
-            return None
-        job = self._c.store.get(job_id)
-        if job is None:
-            self._poison(message, f"no job {job_id} exists", report)
-            return None
-        if job.status is not JobStatus.QUEUED:
-            report.skipped += 1
-            self._delete(message)
-            return None
-        return job
+    def _launch_all(self, to_launch: list[tuple[QueueMessage, Job]], batch: _Batch, report: DrainReport) -> _Outcome:
+        """Start each claimed attempt's worker; a started one's message is deleted whatever its record finds."""
+        deletes = batch.deletes
+        outcome = _Outcome.CONTINUE
+        for message, claimed in to_launch:
+            if outcome is _Outcome.STOP:
+                self._put_back(message, claimed, deletes, report)
+                continue
+            try:
+                handle = self._c.launcher.launch(claimed)
+            except TRANSIENT_LAUNCHER_ERRORS as exc:
+                report.launch_failures += 1
+                self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", True, deletes, report)
+                outcome = _Outcome.STOP  # the launcher is failing: leave the rest of the batch for later
+                continue
+            except Exception as exc:  # noqa: BLE001 - refused or unclassified: fail the job, do not retry (module doc)
+                log.exception(
+                    "launching %s attempt %d raised an error that is not retried", claimed.id, claimed.attempt
+                )
+                report.launch_failures += 1
+                self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", False, deletes, report)
+                continue
+            batch.started.append((message, claimed, handle))
+            deletes.append(message)
+        return outcome
 
-    def _not_claimed(self, message: QueueMessage, job_id: str, report: DrainReport) -> _Outcome:
-        """The claim changed nothing: the job moved on between our read and the claim, or a cap holds it back."""
-        current = self._c.store.get(job_id)
-        if current is None or current.status is not JobStatus.QUEUED:
-            report.skipped += 1  # another drain claimed it, or it was cancelled, between our read and the claim
-            self._delete(message)
-            return _Outcome.CONTINUE
-        report.deferred += 1
-        self._defer(message, current)
-        if self._c.store.count(statuses=JobStatus.active()) >= self._settings.max_concurrent_jobs:
-            report.at_capacity = True
-            return _Outcome.STOP  # the global cap: nothing else in this batch can start either
-        return _Outcome.CONTINUE  # only this user's cap: other users' jobs may still start
-
-    def _launch(self, message: QueueMessage, claimed: Job, report: DrainReport) -> _Outcome:
-        """Start the claimed attempt's worker and record its handle, fenced on the attempt."""
-        try:
-            handle = self._c.launcher.launch(claimed)
-        except TRANSIENT_LAUNCHER_ERRORS as exc:
-            report.launch_failures += 1
-            self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", retry=True, report=report)
-            return _Outcome.STOP  # the launcher is failing: leave the rest of the batch for later
-        except Exception as exc:  # noqa: BLE001 - refused or unclassified: fail the job, do not retry (module doc)
-            log.exception("launching %s attempt %d raised an error that is not retried", claimed.id, claimed.attempt)
-            report.launch_failures += 1
-            self._launch_failed(message, claimed, f"{type(exc).__name__}: {exc}", retry=False, report=report)
-            return _Outcome.CONTINUE
-
-        recorded = self._c.store.update(
-            claimed.id,
-            JobChanges(launch_handle=handle),
-            expected={JobStatus.STARTING, JobStatus.RUNNING},
-            expected_attempt=claimed.attempt,
-        )
-        if recorded is None:
-            # Cancelled (or requeued) while launching: this attempt is no longer wanted, so stop its compute.
-            log.info("%s changed while attempt %d was launching; stopping that worker", claimed.id, claimed.attempt)
-            stop_compute(self._c, handle)
-        else:
-            self._c.store.append_event(
+    def _record(self, started: list[tuple[QueueMessage, Job, str]], report: DrainReport) -> None:
+        """Record every started worker's handle in one store call, fenced on its attempt; stop the ones whose job
+        moved on while they launched."""
+        if not started:
+            return
+        records = [
+            LaunchRecord(
                 claimed.id,
-                EventKind.LOG,
-                f"worker launched for attempt {claimed.attempt}",
-                {"attempt": claimed.attempt},
+                claimed.attempt,
+                handle,
+                NewEvent(EventKind.LOG, f"worker launched for attempt {claimed.attempt}", {"attempt": claimed.attempt}),
             )
-            report.launched.append(claimed.id)
-        self._delete(message)
-        return _Outcome.CONTINUE
+            for _, claimed, handle in started
+        ]
+        recorded = self._c.store.record_launches(records, expected={JobStatus.STARTING, JobStatus.RUNNING})
+        for _, claimed, handle in started:
+            if claimed.id in recorded:
+                report.launched.append(claimed.id)
+            else:
+                # Cancelled (or requeued) while launching: this attempt is no longer wanted, so stop its compute.
+                log.info("%s changed while attempt %d was launching; stopping that worker", claimed.id, claimed.attempt)
+                stop_compute(self._c, handle)
 
-    def _launch_failed(self, message: QueueMessage, job: Job, detail: str, *, retry: bool, report: DrainReport) -> None:
+    def _put_back(self, message: QueueMessage, job: Job, deletes: list[QueueMessage], report: DrainReport) -> None:
+        """A claimed job the drain did not try to launch because the launcher is failing: queued again, its message
+        visible for the next drain."""
+        requeued = apply_transition(
+            self._c.store, job, JobStatus.QUEUED, reason="launch deferred: the launcher is failing"
+        )
+        if requeued is None:  # cancelled meanwhile
+            deletes.append(message)
+            return
+        report.deferred += 1
+        self._hide(message, 0)
+
+    def _launch_failed(
+        self,
+        message: QueueMessage,
+        job: Job,
+        detail: str,
+        retry: bool,
+        deletes: list[QueueMessage],
+        report: DrainReport,
+    ) -> None:
         tries = message.receive_count
         if retry and tries < self._settings.queue_max_receives:
             log.warning("launch of %s failed (try %d): %s; retrying later", job.id, tries, detail)
             requeued = apply_transition(self._c.store, job, JobStatus.QUEUED, reason=f"launch failed ({detail})")
             if requeued is None:  # cancelled meanwhile
-                self._delete(message)
+                deletes.append(message)
                 return
             report.deferred += 1
             self._hide(message, self.launch_backoff_s(tries))
@@ -298,7 +388,15 @@ class Drainer:
         error = JobError(code=ErrorCode.LAUNCH_FAILED, message=f"the worker could not be started {why}: {detail}")
         if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
             report.failed.append(job.id)
-        self._delete(message)
+        deletes.append(message)
+
+    def _poison_safely(self, message: QueueMessage, why: str, report: DrainReport) -> None:
+        try:
+            self._poison(message, why, report)
+        except DEPENDENCY_DOWN_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 - the job cannot even be read: the dead-letter queue keeps the message
+            log.exception("could not end the job named by poison message %s", message.message_id)
 
     def _poison(self, message: QueueMessage, why: str, report: DrainReport) -> None:
         """Leave the message to be redelivered and, after max_receives deliveries, dead-lettered by the queue. On its
@@ -332,7 +430,7 @@ class Drainer:
         if apply_transition(self._c.store, job, JobStatus.FAILED, error=error) is not None:
             report.failed.append(job.id)
 
-    def _defer(self, message: QueueMessage, job: Job) -> None:
+    def _defer(self, message: QueueMessage, job: Job, deletes: list[QueueMessage]) -> None:
         """Hide a message whose job must wait for a cap. Its next delivery would be its last, so replace it with a
         fresh message rather than let waiting alone send it to the dead-letter queue."""
         if message.receive_count < self._settings.queue_max_receives - 1:
@@ -340,15 +438,19 @@ class Drainer:
             return
         refreshed = enqueue(self._c, job)
         if refreshed.enqueued_at is not None and refreshed.enqueued_at != job.enqueued_at:
-            self._delete(message)
+            deletes.append(message)
         else:  # the send failed: keep this one (the sweep re-sends a job whose message is gone)
             self._hide(message, self.capacity_backoff_s)
 
-    def _delete(self, message: QueueMessage) -> None:
-        failed = self._c.queue.delete([message.receipt_handle])
-        if failed:
-            # Received again elsewhere since: that delivery finds the job already handled and deletes it.
-            log.warning("could not delete message %s; its next delivery is a no-op", message.message_id)
+    def _delete(self, messages: list[QueueMessage]) -> None:
+        """One batched delete (the queue splits it into calls of ten)."""
+        if not messages:
+            return
+        failed = set(self._c.queue.delete([message.receipt_handle for message in messages]))
+        for message in messages:
+            if message.receipt_handle in failed:
+                # Received again elsewhere since: that delivery finds the job already handled and deletes it.
+                log.warning("could not delete message %s; its next delivery is a no-op", message.message_id)
 
     def _hide(self, message: QueueMessage, seconds: int) -> None:
         try:

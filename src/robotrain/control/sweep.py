@@ -1,9 +1,11 @@
 """The sweep: the reconciler that makes every accepted job end somewhere truthful.
 
-- Outbox: a queued job whose message was never sent (enqueued_at null) is sent now; the store is asked for unsent
-  jobs only, so a backlog of sent ones cannot hide them, and each sweep covers the next `batch`. A queued job whose
-  message went out long ago (`resend_after_s`) while there is free capacity is sent again: its message may have
-  dead-lettered. A second message for the same job is harmless (the drain claims once).
+- Outbox (the rule is lifecycle.send_created's): a job is stored already stamped as sent and its request sends it;
+  when that send fails the stamp is withdrawn. So a queued job with enqueued_at null is one whose send failed: it is
+  sent now; the store is asked for unsent jobs only, so a backlog of sent ones cannot hide them, and each sweep
+  covers the next `batch`. A queued job stamped long ago (`resend_after_s`) while there is free capacity is sent
+  again: its message may have dead-lettered, or its request died (or could not withdraw the stamp) between storing
+  it and sending it. A second message for the same job is harmless (the drain claims once).
 - Compute of ended jobs: a cancelled or failed job that still has a launch handle `release_grace_s` after it ended is
   checked with the launcher. Still alive (a cancel whose launcher.cancel failed or was ignored) → cancel again.
   Ended → the handle is cleared and a "compute released" event records when that was seen. Can't tell → next sweep.
@@ -79,7 +81,7 @@ class Sweeper:
             if resend_after_s is not None
             else s.queue_visibility_timeout_s * s.queue_max_receives + s.heartbeat_stale_s
         )
-        # A job created this recently may still be in the middle of its own submit's send.
+        # A job marked unsent this recently had its send fail just now: give the queue a moment.
         self._unsent_grace = timedelta(seconds=unsent_grace_s)
         self._batch = batch
         # Longer than a launcher's own SIGTERM-then-SIGKILL grace, so a cancel in progress is not repeated.

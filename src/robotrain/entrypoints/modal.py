@@ -12,6 +12,7 @@ container builds its app once (Modal calls the factory once per container); a `t
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,61 @@ def modal_components(settings: Settings, *, train: SpawnableFunction, volume: An
     )
 
 
+class DrainKick:
+    """Wakes the drain without making a request wait for Modal: `kick(job_id)` only notes the job, and one thread
+    spawns the drain function, once for all the kicks that arrived while it was spawning (one drain handles every
+    queued job; it waits for the latest one's message, sent after the others'). Started and stopped with the API
+    app; stopping still sends a kick that is pending. Before `start()` (or after `stop()`) a kick spawns at once."""
+
+    def __init__(self, spawn: Callable[[str], None]):
+        self._spawn = spawn
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: str | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def kick(self, job_id: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                inline = True
+            else:
+                inline = False
+                self._pending = job_id
+        if inline:
+            self._spawn(job_id)
+        else:
+            self._wake.set()
+
+    def start(self) -> None:
+        with self._lock:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="robotrain-drain-kick", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._stopping = self._thread, True
+        if thread is None:
+            return
+        self._wake.set()
+        thread.join(timeout=30)
+        with self._lock:
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = self._pending, None
+                stopping = self._stopping
+            if pending is not None:
+                self._spawn(pending)
+            if stopping:
+                return
+
+
 def api_app(settings: Settings, *, train: SpawnableFunction, drain: Any, volume: Any) -> Any:
     """The ASGI app of an `api` container (Modal calls the factory once per container)."""
     from robotrain.api.app import create_app
@@ -48,13 +104,15 @@ def api_app(settings: Settings, *, train: SpawnableFunction, drain: Any, volume:
             "CLERK_SECRET_KEY) in the robotrain-api secret"
         )
     components = modal_components(settings, train=train, volume=volume)
-    # No in-process loop on Modal: each submit spawns the drain function for its job, and its schedule is the
-    # safety net.
+    # No in-process loop on Modal: a submit wakes the drain function for its job (off the request path: spawning is
+    # a call to Modal), and the drain's schedule is the safety net.
+    kicker = DrainKick(lambda job_id: spawn_quietly(drain, job_id))
     return create_app(
         components,
         verifier=build_verifier(settings),
         api_keys=build_api_keys(settings, components.store),
-        kick=lambda job_id: spawn_quietly(drain, job_id),
+        kick=kicker.kick,
+        background=[kicker],
     )
 
 

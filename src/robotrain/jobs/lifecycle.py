@@ -3,10 +3,13 @@ worker, so each status change happens in one place and records itself the same w
 
 - `apply_transition`: the state machine checks the move and returns a compare-and-set; the store applies it fenced
   on the job's observed status and attempt; a status event records it. A lost race returns None.
-- `claim`: the drain's queued → starting, done by the store's atomic `JobStore.claim` (so the caps hold across
-  processes) and recorded through the same event path.
-- `enqueue`: the outbox send: the job's message goes out and `enqueued_at` is stamped; an unreachable queue leaves
-  the job for the sweep to send.
+- `claim`, `claim_batch`: the drain's queued → starting, done by the store's atomic `JobStore.claim` /
+  `claim_many` (so the caps hold across processes) and recorded with the same status event.
+- `new_queued_job`, `send_created`: → queued at submit and retry. The row is created already stamped as sent
+  (`enqueued_at`), in the same store call as its checks, so the request path then only sends: the outbox rule
+  (`send_created`) costs a second store trip only when the send fails.
+- `enqueue`: the outbox send of the drain and the sweep: the job's message goes out and `enqueued_at` is stamped;
+  an unreachable queue leaves the job for the sweep to send.
 - `stop_compute`: asks the launcher to stop a worker whose job is already decided.
 
 The error tuples below are the one classification the kernel retries on; adapters wrap their SDKs' transient errors
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from robotrain.errors import LaunchError, QueueUnavailable, StoreUnavailable
-from robotrain.jobs.models import EventKind, Job, JobChanges, JobStatus, utcnow
+from robotrain.jobs.claims import ClaimBatch
+from robotrain.jobs.models import EventKind, Job, JobChanges, JobStatus, NewEvent, utcnow
 from robotrain.jobs.state_machine import transition
 from robotrain.ports import Components, JobStore
 
@@ -59,6 +65,60 @@ def claim(store: JobStore, job: Job, *, max_active: int, max_active_per_user: in
     if claimed is not None:
         _record(store, job, claimed, None)
     return claimed
+
+
+def claim_batch(store: JobStore, job_ids: Sequence[str], *, max_active: int, max_active_per_user: int) -> ClaimBatch:
+    """`claim` for a batch of messages in one store call (JobStore.claim_many): each job still queued is claimed
+    within the caps, in order, and recorded with the status event `claim` writes (the store adds the attempt)."""
+    event = NewEvent(
+        EventKind.STATUS,
+        JobStatus.STARTING.value,
+        {"status": JobStatus.STARTING.value, "from": JobStatus.QUEUED.value},
+    )
+    return store.claim_many(job_ids, max_active=max_active, max_active_per_user=max_active_per_user, event=event)
+
+
+def new_queued_job(
+    job_id: str, user_id: str, spec: dict[str, Any], *, name: str, now: datetime, retry_of: str | None = None
+) -> tuple[Job, NewEvent]:
+    """A job entering the system (submit, retry) and its first status event, for JobStore.submit. `enqueued_at` is
+    stamped already: the request sends the message right after the store call (`send_created`)."""
+    job = Job(
+        id=job_id,
+        user_id=user_id,
+        name=name,
+        status=JobStatus.QUEUED,
+        spec=spec,
+        retry_of=retry_of,
+        created_at=now,
+        updated_at=now,
+        enqueued_at=now,
+    )
+    message = JobStatus.QUEUED.value if retry_of is None else f"{JobStatus.QUEUED.value}: retry of {retry_of}"
+    return job, NewEvent(EventKind.STATUS, message, {"status": JobStatus.QUEUED.value})
+
+
+def send_created(components: Components, job: Job) -> Job:
+    """The outbox send of a job `new_queued_job` made: one send and, when it works, nothing more.
+
+    When the queue is unreachable the stamp is withdrawn (enqueued_at null, fenced on the job still being queued at
+    its attempt), so the sweep's unsent pass sends it within seconds: only this case costs a second store trip. If
+    that write fails too, or the process dies before the send, the stamp stays and the sweep's resend pass sends the
+    job once it has waited `resend_after` with room to run. So no job is left unsent, and a job is sent twice only
+    after a send that failed (a duplicate the drain ignores)."""
+    try:
+        components.queue.send(job_message(job.id))
+    except TRANSIENT_QUEUE_ERRORS as exc:
+        log.warning("queue send for %s failed (%s); the sweep will send it", job.id, exc)
+        try:
+            withdrawn = components.store.update(
+                job.id, JobChanges(enqueued_at=None), expected={JobStatus.QUEUED}, expected_attempt=job.attempt
+            )
+        except StoreUnavailable as store_exc:
+            log.warning("could not mark %s unsent (%s); the sweep resends it later", job.id, store_exc)
+            return job
+        return withdrawn or job
+    return job
 
 
 def _record(store: JobStore, before: Job, after: Job, reason: str | None) -> None:

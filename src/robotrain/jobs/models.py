@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -140,6 +141,15 @@ class JobEvent(BaseModel):
     kind: EventKind
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append in the same store call as the write it records (a submit, a claim, a recorded launch)."""
+
+    kind: EventKind
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class MetricPoint(BaseModel):

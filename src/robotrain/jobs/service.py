@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,19 @@ from robotrain.errors import (
     ServiceUnavailable,
 )
 from robotrain.jobs.admission import Admission
-from robotrain.jobs.lifecycle import apply_transition, enqueue, stop_compute
-from robotrain.jobs.models import EventKind, Job, JobEvent, JobStatus, Page, new_job_id, utcnow
+from robotrain.jobs.lifecycle import apply_transition, new_queued_job, send_created, stop_compute
+from robotrain.jobs.models import Job, JobEvent, JobStatus, Page, new_job_id, utcnow
 from robotrain.jobs.schemas import StatusUpdate
 from robotrain.jobs.state_machine import IllegalTransition
+from robotrain.jobs.submission import (
+    Created,
+    KeyReused,
+    OverActiveCap,
+    Replayed,
+    SubmitOutcome,
+    SubmitRateLimited,
+    SubmitRequest,
+)
 from robotrain.ports import Artifact, Components
 from training.spec import TrainSpec
 
@@ -33,10 +41,10 @@ log = logging.getLogger(__name__)
 
 # A lost compare-and-set is retried against a fresh read this many times before giving up with 409.
 _CAS_RETRIES = 5
-# A concurrent request with the same Idempotency-Key may still be creating its job; wait this long for it.
-_IDEMPOTENT_WAIT_S = 2.0
 # Statuses that count against a user's cap at submit: everything not finished.
 _UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.STARTING, JobStatus.RUNNING})
+# Statuses a job may be retried from.
+_RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 # Retry-After for a user at the cap: a guess at how soon one of their jobs ends; they may also cancel one.
 _ACTIVE_CAP_RETRY_AFTER_S = 30
 
@@ -61,28 +69,19 @@ class JobService:
     # --- commands ----------------------------------------------------------------------------------------------
 
     def submit(self, user_id: str, spec: TrainSpec, *, idempotency_key: str | None = None) -> Job:
-        """Store a queued job, send its message, kick the drain. With an Idempotency-Key the first job for that key
-        (and the same spec) is returned again; the same key with another spec is IdempotencyConflict."""
-        spec_json = spec.model_dump(mode="json")
-        job_id = new_job_id()
-        if idempotency_key is not None:
-            request_hash = _request_hash(spec_json)
-            # A replay answers with the first job even when the user is at the cap now.
-            stored = self._store.lookup_idempotency_key(user_id, idempotency_key)
-            if stored is not None and stored[0] == request_hash:
-                return self._wait_for_idempotent_job(user_id, stored[1])
-        # Checked before the key is remembered, so a refused submit leaves no key behind pointing at no job.
+        """Store a queued job, send its message, kick the drain: one store call (which also checks the user's
+        submit rate and cap on unfinished jobs) and one queue send. With an Idempotency-Key the first job for that
+        key (and the same spec) is returned again, even at the cap; the same key with another spec is
+        IdempotencyConflict."""
         self._admission.check(user_id, spec)  # the dataset is one the user may read; the job fits the limits
-        self._check_active_cap(user_id)
-        if idempotency_key is not None:
-            stored_hash, stored_job_id = self._store.remember_idempotency_key(
-                user_id, idempotency_key, request_hash, job_id
-            )
-            if stored_hash != request_hash:
-                raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
-            if stored_job_id != job_id:
-                return self._wait_for_idempotent_job(user_id, stored_job_id)
-        return self._create_and_enqueue(user_id, spec_json, name=spec.name or default_job_name(spec), job_id=job_id)
+        spec_json = spec.model_dump(mode="json")
+        return self._submit(
+            user_id,
+            spec_json,
+            name=spec.name or default_job_name(spec),
+            idempotency_key=idempotency_key,
+            request_hash=_request_hash(spec_json) if idempotency_key is not None else None,
+        )
 
     def cancel(self, user_id: str, job_id: str) -> Job:
         """Cancel a queued job at once; cancel a starting or running one and stop its worker. 409 when terminal."""
@@ -99,17 +98,18 @@ class JobService:
         raise JobConflict(f"job {job_id} kept changing while being cancelled; try again")
 
     def retry(self, user_id: str, job_id: str) -> Job:
-        """A new queued job with the same spec and `retry_of` = the old id. Only from failed or cancelled."""
+        """A new queued job with the same spec and `retry_of` = the old id. Only from failed or cancelled. Two
+        store calls: the old job's read (a finished job never changes, so nothing can slip in between), then the
+        same submit call as `submit`, with the same rate and cap."""
         job = self.get(user_id, job_id)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if job.status not in _RETRYABLE:
             raise JobConflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried")
         try:
             spec = job.train_spec
         except ValidationError:
             raise InvalidRequest(f"job {job_id}'s spec is no longer valid; submit a corrected spec") from None
         self._admission.check(user_id, spec)  # the rules and the dataset may have changed since the first try
-        self._check_active_cap(user_id)
-        return self._create_and_enqueue(user_id, job.spec, name=job.name, job_id=new_job_id(), retry_of=job.id)
+        return self._submit(user_id, job.spec, name=job.name, retry_of=job.id)
 
     def set_status(self, job_id: str, update: StatusUpdate) -> Job:
         """Internal: move a job on for a worker that runs elsewhere. 404 when missing, 409 when illegal."""
@@ -167,12 +167,16 @@ class JobService:
         return self._store.list_jobs(user_id=user_id, status=status, limit=limit, cursor=cursor)
 
     def events(self, user_id: str, job_id: str, *, after: int = 0, limit: int = 500) -> list[JobEvent]:
-        self.get(user_id, job_id)
-        return self._store.list_events(job_id, after=after, limit=limit)
+        events = self._store.list_owned_events(job_id, user_id=user_id, after=after, limit=limit)
+        if events is None:
+            raise JobNotFound(job_id)
+        return events
 
     def metrics(self, user_id: str, job_id: str) -> dict[str, list[tuple[int, float]]]:
-        self.get(user_id, job_id)
-        return self._store.list_metrics(job_id)
+        series = self._store.list_owned_metrics(job_id, user_id=user_id)
+        if series is None:
+            raise JobNotFound(job_id)
+        return series
 
     def artifacts(self, user_id: str, job_id: str) -> list[Artifact]:
         self.get(user_id, job_id)
@@ -184,52 +188,58 @@ class JobService:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _check_active_cap(self, user_id: str) -> None:
-        """RateLimited when the user already has max_active_jobs_per_user unfinished (queued, starting or running)
-        jobs. A count then a create, so concurrent submits may pass it together by a few; the drain's atomic claim
-        still bounds what runs."""
-        cap = self._components.settings.max_active_jobs_per_user
-        unfinished = self._store.count(statuses=_UNFINISHED, user_id=user_id)
-        if unfinished >= cap:
-            raise RateLimited(
-                f"you have {unfinished} unfinished jobs and the limit is {cap}; "
-                "wait for one to finish or cancel one, then submit again",
-                retry_after_s=_ACTIVE_CAP_RETRY_AFTER_S,
-            )
-
-    def _create_and_enqueue(
-        self, user_id: str, spec: dict[str, Any], *, name: str, job_id: str, retry_of: str | None = None
+    def _submit(
+        self,
+        user_id: str,
+        spec: dict[str, Any],
+        *,
+        name: str,
+        retry_of: str | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> Job:
+        settings = self._components.settings
         now = utcnow()
-        job = self._store.create(
-            Job(
-                id=job_id,
-                user_id=user_id,
-                name=name,
-                status=JobStatus.QUEUED,
-                spec=spec,
-                retry_of=retry_of,
-                created_at=now,
-                updated_at=now,
+        job, event = new_queued_job(new_job_id(), user_id, spec, name=name, now=now, retry_of=retry_of)
+        outcome = self._store.submit(
+            SubmitRequest(
+                job=job,
+                event=event,
+                now=now,
+                rate_per_minute=settings.submit_rate_per_minute,
+                max_unfinished=settings.max_active_jobs_per_user,
+                unfinished_statuses=_UNFINISHED,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
             )
         )
-        self._store.append_event(
-            job.id,
-            EventKind.STATUS,
-            "queued" if retry_of is None else f"queued: retry of {retry_of}",
-            {"status": "queued"},
-        )
-        job = enqueue(self._components, job)
-        if self._kick is not None:
-            self._kick(job.id)
-        return job
+        return self._settle(outcome)
 
-    def _wait_for_idempotent_job(self, user_id: str, job_id: str) -> Job:
-        deadline = time.monotonic() + _IDEMPOTENT_WAIT_S
-        while True:
-            job = self._store.get(job_id, user_id=user_id)
-            if job is not None:
+    def _settle(self, outcome: SubmitOutcome) -> Job:
+        """The store's answer to a submit as the caller sees it: a created job is sent (and the drain kicked), a
+        replay is answered as it is, a refusal is its error."""
+        settings = self._components.settings
+        match outcome:
+            case Created(job):
+                job = send_created(self._components, job)
+                if self._kick is not None:
+                    self._kick(job.id)
                 return job
-            if time.monotonic() >= deadline:
-                raise IdempotencyConflict("a request with this Idempotency-Key is still being processed; retry shortly")
-            time.sleep(0.05)
+            case Replayed(job):
+                return job
+            case KeyReused():
+                raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+            case OverActiveCap(unfinished):
+                cap = settings.max_active_jobs_per_user
+                raise RateLimited(
+                    f"you have {unfinished} unfinished jobs and the limit is {cap}; "
+                    "wait for one to finish or cancel one, then submit again",
+                    retry_after_s=_ACTIVE_CAP_RETRY_AFTER_S,
+                )
+            case SubmitRateLimited(retry_after_s):
+                rate = settings.submit_rate_per_minute
+                raise RateLimited(
+                    f"too many job submissions: at most {rate} per minute; retry in {retry_after_s}s",
+                    retry_after_s=retry_after_s,
+                )
+        raise AssertionError(f"unknown submit outcome {outcome!r}")

@@ -13,10 +13,11 @@ import pytest
 from robotrain.adapters.sqlite_store import SCHEMA_VERSION, SqliteJobStore
 from robotrain.errors import StoreUnavailable
 from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint
+from tests.robotrain.adapters.round_trip_contract import OneRoundTripContract
 from tests.robotrain.adapters.store_contract import JobStoreContract, make_job
 
 
-class TestSqliteJobStore(JobStoreContract):
+class TestSqliteJobStore(JobStoreContract, OneRoundTripContract):
     @pytest.fixture
     def store(self, tmp_path: Path):
         store = SqliteJobStore(tmp_path / "robotrain.sqlite3")

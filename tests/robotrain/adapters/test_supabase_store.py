@@ -15,6 +15,7 @@ from robotrain.adapters.supabase_store import StoreError, SupabaseJobStore
 from robotrain.errors import InvalidRequest, StoreUnavailable
 from robotrain.jobs.models import JobChanges, JobStatus, MetricPoint, Progress
 from robotrain.settings import Settings
+from tests.robotrain.adapters.round_trip_contract import OneRoundTripContract
 from tests.robotrain.adapters.store_contract import JobStoreContract, at, make_job
 from tests.support import postgrest
 from tests.support.supabase_env import JWT_SECRET, SupabaseStack
@@ -37,7 +38,7 @@ def _close_clients() -> Iterator[None]:
         _opened.pop().close()
 
 
-class TestSupabaseJobStore(JobStoreContract):
+class TestSupabaseJobStore(JobStoreContract, OneRoundTripContract):
     @pytest.fixture
     def store(self, supabase: SupabaseStack) -> Iterator[SupabaseJobStore]:
         store = SupabaseJobStore(supabase.url, supabase.service_key, timeout_s=5)

@@ -1,5 +1,6 @@
-"""The per-user submit rate limit (a token bucket) and the per-user cap on unfinished jobs, over HTTP on real
-embedded components, and the bucket's arithmetic on a controlled clock."""
+"""The per-user submit rate limit (a token bucket kept in the store) and the per-user cap on unfinished jobs, over
+HTTP on real embedded components, including two API processes sharing one store. The bucket's arithmetic on a
+controlled clock is part of the store contract (tests/robotrain/adapters/round_trip_contract.py), run on both stores."""
 
 from __future__ import annotations
 
@@ -9,65 +10,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from robotrain.api.rate_limit import SubmitRateLimiter
-from robotrain.errors import RateLimited
 from robotrain.jobs.lifecycle import claim
 from robotrain.jobs.models import JobStatus
 from robotrain.settings import Settings
 from robotrain.wiring import build_components
 from tests.robotrain.api.conftest import INTERNAL_TOKEN, VALID_SPEC, seed_keys
 from tests.support.app import api_app
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_full_bucket_allows_a_burst_of_the_per_minute_rate_then_refuses() -> None:
-    limiter = SubmitRateLimiter(3, clock=ManualClock())
-    for _ in range(3):
-        limiter.take("alice")
-    with pytest.raises(RateLimited) as refused:
-        limiter.take("alice")
-    assert refused.value.headers["Retry-After"] == "20"  # one token every 60/3 s
-
-
-def test_tokens_come_back_at_the_per_minute_rate() -> None:
-    clock = ManualClock()
-    limiter = SubmitRateLimiter(6, clock=clock)  # a token every 10 s
-    for _ in range(6):
-        limiter.take("alice")
-    clock.now += 4
-    with pytest.raises(RateLimited) as refused:
-        limiter.take("alice")
-    assert refused.value.headers["Retry-After"] == "6"
-    clock.now += 6
-    limiter.take("alice")
-    with pytest.raises(RateLimited):
-        limiter.take("alice")
-
-
-def test_each_user_has_their_own_bucket() -> None:
-    limiter = SubmitRateLimiter(1, clock=ManualClock())
-    limiter.take("alice")
-    limiter.take("bob")
-    with pytest.raises(RateLimited):
-        limiter.take("alice")
-
-
-def test_an_idle_user_never_holds_more_than_the_burst() -> None:
-    clock = ManualClock()
-    limiter = SubmitRateLimiter(2, clock=clock)
-    limiter.take("alice")
-    clock.now += 3600
-    limiter.take("alice")
-    limiter.take("alice")
-    with pytest.raises(RateLimited):
-        limiter.take("alice")
 
 
 @pytest.fixture
@@ -136,3 +84,20 @@ def test_a_user_at_the_unfinished_jobs_cap_gets_429_until_one_ends(
     assert sorted(statuses) == sorted([JobStatus.QUEUED, JobStatus.STARTING, JobStatus.CANCELLED])
     assert limited_client.post(f"/jobs/{second['id']}/cancel", headers=alice).status_code == 200
     assert limited_client.post("/jobs", json=VALID_SPEC, headers=headers).json()["id"] == third.json()["id"]
+
+
+def test_the_rate_holds_across_two_api_processes_sharing_the_store(
+    tmp_path: Path, key_dir: Path, alice: dict[str, str]
+) -> None:
+    # Two apps with their own adapters over the same data dir: what two API containers over one Supabase are.
+    seed_keys(key_dir, tmp_path)
+    settings = Settings(data_dir=tmp_path, submit_rate_per_minute=2)
+    with (
+        TestClient(api_app(build_components(settings))) as first,
+        TestClient(api_app(build_components(settings))) as second,
+    ):
+        assert first.post("/jobs", json=VALID_SPEC, headers=alice).status_code == 202
+        assert second.post("/jobs", json=VALID_SPEC, headers=alice).status_code == 202
+        for client in (first, second):
+            error = _assert_429(client.post("/jobs", json=VALID_SPEC, headers=alice))
+            assert "at most 2 per minute" in error["message"]

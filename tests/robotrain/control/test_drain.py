@@ -10,6 +10,7 @@ from robotrain.jobs.models import Job, JobStatus
 from robotrain.jobs.service import JobService
 from robotrain.ports import Components
 from tests.support.components import FakeLauncher, fast_spec, make_components
+from tests.support.round_trips import counting_round_trips
 
 S = JobStatus
 
@@ -178,14 +179,14 @@ def test_a_message_whose_handling_raises_does_not_stop_the_drain(tmp_path: Path)
     components, service, drainer, launcher = setup(tmp_path, max_concurrent_jobs=5)
     bad, good = service.submit("alice", fast_spec()), service.submit("bob", fast_spec())
 
-    class BrokenRow:  # in-repo injection: reading one job's row raises a bug-class error, not an outage
+    class BrokenRow:  # in-repo injection: claiming one job's row raises a bug-class error, not an outage
         def __init__(self, store):
             self._store = store
 
-        def get(self, job_id, *, user_id=None):
-            if job_id == bad.id:
+        def claim_many(self, job_ids, **kwargs):
+            if bad.id in job_ids:
                 raise ValueError("corrupt row")
-            return self._store.get(job_id, user_id=user_id)
+            return self._store.claim_many(job_ids, **kwargs)
 
         def __getattr__(self, name):
             return getattr(self._store, name)
@@ -251,11 +252,11 @@ class DownQueue:
         return getattr(self.real, name)
 
 
-class StoreDownOnGet:
+class StoreDownOnClaim:
     def __init__(self, store):
         self._store = store
 
-    def get(self, job_id, *, user_id=None):
+    def claim_many(self, job_ids, **kwargs):
         raise StoreUnavailable("store down")
 
     def __getattr__(self, name):
@@ -266,7 +267,7 @@ def test_a_store_outage_ends_the_drain_and_leaves_the_messages(tmp_path: Path) -
     components, service, drainer, launcher = setup(tmp_path)
     job = service.submit("alice", fast_spec())
     real_store = components.store
-    components.store = StoreDownOnGet(real_store)
+    components.store = StoreDownOnClaim(real_store)
     report = drainer.drain_once()
     assert report.launched == [] and report.deferred == 1
     assert queue_depth(components) == 1  # back after its visibility timeout
@@ -316,3 +317,16 @@ def test_a_kicked_drain_stops_waiting_when_its_bound_passes(tmp_path: Path) -> N
 
     assert (report.launched, report.waited_for_seen, report.receives) == ([], False, 2)
     assert components.store.get(job.id).status is S.QUEUED
+
+
+def test_each_batch_of_ten_costs_two_store_calls_and_two_queue_calls(tmp_path: Path) -> None:
+    components, _, drainer, launcher = setup(tmp_path, max_concurrent_jobs=30, max_running_jobs_per_user=30)
+    service = lenient_submitter(components)
+    jobs = [service.submit(f"user_{i % 3}", fast_spec()) for i in range(25)]
+    with counting_round_trips(components) as trips:
+        report = drainer.drain_once()
+    assert sorted(report.launched) == sorted(job.id for job in jobs)
+    # store: the first count, then per batch (10, 10, 5) one claim and one record of the launches;
+    # queue: per batch one receive and one delete, and the receive that finds the queue empty
+    assert (len(trips.store), len(trips.queue)) == (1 + 2 * 3, 2 * 3 + 1), trips
+    assert queue_depth(components) == 0

@@ -7,9 +7,10 @@ from pathlib import Path
 from robotrain.control.drain import Drainer
 from robotrain.control.sweep import Sweeper
 from robotrain.errors import LaunchError, QueueUnavailable
-from robotrain.jobs.lifecycle import apply_transition
-from robotrain.jobs.models import JobChanges, JobStatus, utcnow
+from robotrain.jobs.lifecycle import apply_transition, new_queued_job
+from robotrain.jobs.models import JobChanges, JobStatus, new_job_id, utcnow
 from robotrain.jobs.service import JobService
+from robotrain.jobs.submission import Created, SubmitRequest
 from robotrain.ports import Components
 from tests.support.components import FakeLauncher, fast_spec, make_components
 
@@ -196,3 +197,19 @@ def test_an_ended_job_is_left_to_its_own_cancel_during_the_grace_period(tmp_path
     service.cancel("alice", job.id)
     report = Sweeper(components, release_grace_s=60).sweep()
     assert report.cancel_retried == [] and report.released == []
+
+
+def test_a_job_whose_request_died_before_its_send_is_sent_once_it_has_waited(tmp_path: Path) -> None:
+    components, _, drainer, _, launcher = setup(tmp_path)
+    sweeper = Sweeper(components, resend_after_s=0.1, unsent_grace_s=0)
+    # the request stored the job (stamped as sent, as every submit does) and its process died before the send
+    now = utcnow()
+    job, event = new_queued_job(new_job_id(), "alice", fast_spec().model_dump(mode="json"), name="tiny", now=now)
+    request = SubmitRequest(
+        job=job, event=event, now=now, rate_per_minute=30, max_unfinished=10, unfinished_statuses=frozenset({S.QUEUED})
+    )
+    assert isinstance(components.store.submit(request), Created)
+    assert sweeper.sweep().resent == []  # not yet long enough
+    time.sleep(0.15)
+    assert sweeper.sweep().resent == [job.id]
+    assert drainer.drain_once().launched == [job.id]

@@ -11,6 +11,7 @@ from robotrain.errors import (
     JobNotFound,
     QueueUnavailable,
     RateLimited,
+    StoreUnavailable,
 )
 from robotrain.jobs.lifecycle import apply_transition
 from robotrain.jobs.models import JobChanges, JobError, JobStatus, Progress
@@ -75,6 +76,40 @@ def test_submit_accepts_the_job_when_the_queue_is_down_and_leaves_it_for_the_swe
     assert job.status is S.QUEUED and job.enqueued_at is None
     assert components.store.get(job.id).enqueued_at is None
     assert real_queue.receive(max_messages=10) == []
+
+
+def test_when_the_queue_and_then_the_store_fail_the_job_keeps_its_stamp_for_the_resend_pass(components) -> None:
+    class StoreDownOnUpdate:  # the store answered the submit, then went down before the stamp could be withdrawn
+        def __init__(self, store):
+            self._store = store
+
+        def update(self, *args, **kwargs):
+            raise StoreUnavailable("store down")
+
+        def __getattr__(self, name):
+            return getattr(self._store, name)
+
+    real_store = components.store
+    components.queue = DownQueue(components.queue)
+    components.store = StoreDownOnUpdate(real_store)
+    job = JobService(components).submit("alice", fast_spec())
+    assert job.status is S.QUEUED and job.enqueued_at is not None
+    assert real_store.get(job.id).enqueued_at == job.enqueued_at  # the sweep resends it after resend_after
+
+
+def test_a_successful_submit_writes_the_store_once(components) -> None:
+    class CountingStore:
+        def __init__(self, store):
+            self._store = store
+            self.calls: list[str] = []
+
+        def __getattr__(self, name):
+            self.calls.append(name)
+            return getattr(self._store, name)
+
+    components.store = counting = CountingStore(components.store)
+    JobService(components).submit("alice", fast_spec(), idempotency_key="k1")
+    assert counting.calls == ["submit"]
 
 
 def test_get_hides_other_users_jobs_exactly_like_missing_ones(service) -> None:
