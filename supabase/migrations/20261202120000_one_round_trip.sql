@@ -22,7 +22,8 @@ grant all on public.submit_buckets to service_role;
 
 -- The rules and their order are robotrain.jobs.submission's (the SQLite store runs the same steps). Answers
 -- {"outcome": "created" | "replayed", "job": {...}}, {"outcome": "key_reused"},
--- {"outcome": "over_active_cap", "unfinished": n} or {"outcome": "rate_limited", "retry_after_s": n}.
+-- {"outcome": "over_active_cap", "unfinished": n}, {"outcome": "rate_limited", "retry_after_s": n} or
+-- {"outcome": "over_storage", "used_bytes": n}.
 create function public.submit_job(
     p_job jsonb,
     p_event_kind text,
@@ -33,7 +34,9 @@ create function public.submit_job(
     p_max_unfinished integer,
     p_unfinished_statuses jsonb,
     p_idempotency_key text default null,
-    p_request_hash text default null
+    p_request_hash text default null,
+    p_storage_needed bigint default null,
+    p_storage_quota bigint default null
 ) returns jsonb
     language plpgsql
     volatile
@@ -47,6 +50,7 @@ declare
     v_tokens double precision;
     v_refilled_at timestamptz;
     v_unfinished integer;
+    v_used bigint;
 begin
     -- The user's bucket row, locked until the call ends: one user's submits run one at a time from here on, so the
     -- key, the bucket and the cap cannot be passed by two concurrent submits together.
@@ -95,6 +99,14 @@ begin
         where j.user_id = v_user_id and j.status in (select jsonb_array_elements_text(p_unfinished_statuses));
     if v_unfinished >= p_max_unfinished then
         return jsonb_build_object('outcome', 'over_active_cap', 'unfinished', v_unfinished);
+    end if;
+
+    -- 4b. what the job's checkpoints will need must fit in what the user has left of their storage
+    if p_storage_needed is not null then
+        v_used := public.user_storage_bytes(v_user_id);
+        if v_used + p_storage_needed > p_storage_quota then
+            return jsonb_build_object('outcome', 'over_storage', 'used_bytes', v_used);
+        end if;
     end if;
 
     -- 5. the job, its first event, the key, the spent token
@@ -286,7 +298,7 @@ as $$
 $$;
 
 -- Only the backend calls these (Supabase grants execute on new functions to the API roles by default).
-revoke execute on function public.submit_job(jsonb, text, text, jsonb, timestamptz, integer, integer, jsonb, text, text)
+revoke execute on function public.submit_job(jsonb, text, text, jsonb, timestamptz, integer, integer, jsonb, text, text, bigint, bigint)
     from public, anon, authenticated;
 revoke execute on function public.claim_jobs(jsonb, integer, integer, timestamptz, text, text, jsonb)
     from public, anon, authenticated;
@@ -294,7 +306,7 @@ revoke execute on function public.record_launches(jsonb, jsonb, timestamptz) fro
 revoke execute on function public.list_jobs(text, integer, text, timestamptz, text) from public, anon, authenticated;
 revoke execute on function public.list_owned_events(text, text, bigint, integer) from public, anon, authenticated;
 revoke execute on function public.list_owned_metrics(text, text) from public, anon, authenticated;
-grant execute on function public.submit_job(jsonb, text, text, jsonb, timestamptz, integer, integer, jsonb, text, text)
+grant execute on function public.submit_job(jsonb, text, text, jsonb, timestamptz, integer, integer, jsonb, text, text, bigint, bigint)
     to service_role;
 grant execute on function public.claim_jobs(jsonb, integer, integer, timestamptz, text, text, jsonb) to service_role;
 grant execute on function public.record_launches(jsonb, jsonb, timestamptz) to service_role;

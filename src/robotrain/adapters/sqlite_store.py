@@ -34,6 +34,7 @@ from robotrain.jobs.submission import (
     Created,
     KeyReused,
     OverActiveCap,
+    OverStorage,
     Replayed,
     SubmitOutcome,
     SubmitRateLimited,
@@ -259,6 +260,15 @@ class SqliteJobStore:
             ).fetchone()[0]
             if unfinished >= request.max_unfinished:
                 return OverActiveCap(unfinished)
+            if request.storage_needed_bytes is not None and request.storage_quota_bytes is not None:
+                # the datasets domain's tables, in the same file (robotrain.adapters.sqlite_datasets)
+                used = conn.execute(
+                    "SELECT (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE user_id = ?) "
+                    "+ (SELECT coalesce(sum(bytes), 0) FROM artifact_usage WHERE user_id = ?)",
+                    (user_id, user_id),
+                ).fetchone()[0]
+                if used + request.storage_needed_bytes > request.storage_quota_bytes:
+                    return OverStorage(int(used))
             try:
                 created = _row_to_job(conn.execute(_INSERT_JOB, _job_values(job)).fetchone())
             except sqlite3.IntegrityError as error:

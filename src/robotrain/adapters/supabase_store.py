@@ -43,6 +43,7 @@ from robotrain.jobs.submission import (
     Created,
     KeyReused,
     OverActiveCap,
+    OverStorage,
     Replayed,
     SubmitOutcome,
     SubmitRateLimited,
@@ -240,6 +241,8 @@ def _submit_outcome(answer: dict[str, Any]) -> SubmitOutcome:
         return OverActiveCap(int(answer["unfinished"]))
     if outcome == "rate_limited":
         return SubmitRateLimited(int(answer["retry_after_s"]))
+    if outcome == "over_storage":
+        return OverStorage(int(answer["used_bytes"]))
     raise StoreError(f"submit_job answered an unknown outcome: {answer!r}"[:300])
 
 
@@ -393,6 +396,8 @@ class SupabaseJobStore:
             "p_unfinished_statuses": _statuses(request.unfinished_statuses),
             "p_idempotency_key": request.idempotency_key,
             "p_request_hash": request.request_hash,
+            "p_storage_needed": request.storage_needed_bytes,
+            "p_storage_quota": request.storage_quota_bytes,
         }
         # Retried like a read: a repeat of an applied call finds the job by its id and answers Created with it
         answer = self._rpc(f"submitting job {job.id}", "submit_job", arguments, idempotent=True)

@@ -1,7 +1,11 @@
 """Whether a user may submit a spec: the dataset it names must be one they may read, and the job must fit the
 operator's limits (robotrain.tenancy), as far as the spec shows. An upload is resolved for its owner only; its
 features come from the upload's record, a builtin's are known, and for file://, s3:// and hf:// sources the size
-checks wait for the worker, which has read the dataset. Every refusal is a 422 that names the rule."""
+checks wait for the worker, which has read the dataset. Every refusal is a 422 that names the rule.
+
+What the job's checkpoints will take of the user's storage is estimated here, but checked against what the user
+stores inside the submit's one store call (robotrain.jobs.submission), so admitting a spec costs no round trip
+unless it names an upload (whose record is read for its features)."""
 
 from __future__ import annotations
 
@@ -21,8 +25,9 @@ class Admission:
         self._settings = components.settings
         self._datasets = components.datasets
 
-    def check(self, user_id: str, spec: TrainSpec) -> None:
-        """DatasetForbidden, LimitExceeded or InvalidRequest when `user_id` may not run `spec`."""
+    def check(self, user_id: str, spec: TrainSpec) -> int | None:
+        """DatasetForbidden, LimitExceeded or InvalidRequest when `user_id` may not run `spec`; otherwise the bytes
+        the job's kept checkpoints will need of the user's storage, when the features are known (None otherwise)."""
         from training.data.dataset import PolicyFeatures
 
         uri = spec.dataset.uri
@@ -45,12 +50,16 @@ class Admission:
                 features = builtin_policy_features(parts.netloc, parts.query)
         limits = training_limits(self._settings)
         problems = limit_problems(spec, limits)
+        storage_needed = None
         if features is not None:
-            problems += self._size_problems(user_id, spec, features)
+            size, storage_needed = self._size_problems(spec, features)
+            problems += size
         if problems:
             raise LimitExceeded("; ".join(problems))
+        return storage_needed
 
-    def _size_problems(self, user_id: str, spec: TrainSpec, features) -> list[str]:
+    def _size_problems(self, spec: TrainSpec, features) -> tuple[list[str], int]:
+        """What the policy's and the batch's sizes break of the limits, and the bytes its kept checkpoints need."""
         # torch is imported here, by the first spec with known features (seconds, once per process), never at the
         # API's start: an import beside the event loop would slow every request answered meanwhile.
         from training.policies.size import checkpoint_bytes, count_parameters, size_problems
@@ -61,14 +70,5 @@ class Admission:
             parameters = count_parameters(spec.policy, features)
         except ValueError as error:
             raise InvalidRequest(f"a {spec.policy.type} policy cannot train on this dataset: {error}") from None
-        if self._datasets is not None and not problems:
-            # The checkpoints this job keeps (the last N and the best) must fit in what the user has left.
-            needed = checkpoint_bytes(parameters, spec.policy) * (self._settings.checkpoints_kept + 1)
-            used = self._datasets.usage_bytes(user_id)
-            quota = self._settings.max_artifacts_bytes_per_user
-            if used + needed > quota:
-                problems.append(
-                    f"this job's checkpoints need about {needed:,} bytes and you store {used:,} of your "
-                    f"{quota:,}; delete datasets you no longer need"
-                )
-        return problems
+        # The checkpoints this job keeps (the last N and the best).
+        return problems, checkpoint_bytes(parameters, spec.policy) * (self._settings.checkpoints_kept + 1)

@@ -17,6 +17,7 @@ from robotrain.errors import (
     InvalidRequest,
     JobConflict,
     JobNotFound,
+    LimitExceeded,
     RateLimited,
     ServiceUnavailable,
 )
@@ -29,6 +30,7 @@ from robotrain.jobs.submission import (
     Created,
     KeyReused,
     OverActiveCap,
+    OverStorage,
     Replayed,
     SubmitOutcome,
     SubmitRateLimited,
@@ -73,7 +75,8 @@ class JobService:
         submit rate and cap on unfinished jobs) and one queue send. With an Idempotency-Key the first job for that
         key (and the same spec) is returned again, even at the cap; the same key with another spec is
         IdempotencyConflict."""
-        self._admission.check(user_id, spec)  # the dataset is one the user may read; the job fits the limits
+        # the dataset is one the user may read; the job fits the limits
+        storage_needed = self._admission.check(user_id, spec)
         spec_json = spec.model_dump(mode="json")
         return self._submit(
             user_id,
@@ -81,6 +84,7 @@ class JobService:
             name=spec.name or default_job_name(spec),
             idempotency_key=idempotency_key,
             request_hash=_request_hash(spec_json) if idempotency_key is not None else None,
+            storage_needed=storage_needed,
         )
 
     def cancel(self, user_id: str, job_id: str) -> Job:
@@ -108,8 +112,9 @@ class JobService:
             spec = job.train_spec
         except ValidationError:
             raise InvalidRequest(f"job {job_id}'s spec is no longer valid; submit a corrected spec") from None
-        self._admission.check(user_id, spec)  # the rules and the dataset may have changed since the first try
-        return self._submit(user_id, job.spec, name=job.name, retry_of=job.id)
+        # the rules and the dataset may have changed since the first try
+        storage_needed = self._admission.check(user_id, spec)
+        return self._submit(user_id, job.spec, name=job.name, retry_of=job.id, storage_needed=storage_needed)
 
     def set_status(self, job_id: str, update: StatusUpdate) -> Job:
         """Internal: move a job on for a worker that runs elsewhere. 404 when missing, 409 when illegal."""
@@ -197,25 +202,26 @@ class JobService:
         retry_of: str | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        storage_needed: int | None = None,
     ) -> Job:
         settings = self._components.settings
         now = utcnow()
         job, event = new_queued_job(new_job_id(), user_id, spec, name=name, now=now, retry_of=retry_of)
-        outcome = self._store.submit(
-            SubmitRequest(
-                job=job,
-                event=event,
-                now=now,
-                rate_per_minute=settings.submit_rate_per_minute,
-                max_unfinished=settings.max_active_jobs_per_user,
-                unfinished_statuses=_UNFINISHED,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-            )
+        request = SubmitRequest(
+            job=job,
+            event=event,
+            now=now,
+            rate_per_minute=settings.submit_rate_per_minute,
+            max_unfinished=settings.max_active_jobs_per_user,
+            unfinished_statuses=_UNFINISHED,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            storage_needed_bytes=storage_needed,
+            storage_quota_bytes=settings.max_artifacts_bytes_per_user if storage_needed is not None else None,
         )
-        return self._settle(outcome)
+        return self._settle(request, self._store.submit(request))
 
-    def _settle(self, outcome: SubmitOutcome) -> Job:
+    def _settle(self, request: SubmitRequest, outcome: SubmitOutcome) -> Job:
         """The store's answer to a submit as the caller sees it: a created job is sent (and the drain kicked), a
         replay is answered as it is, a refusal is its error."""
         settings = self._components.settings
@@ -241,5 +247,11 @@ class JobService:
                 raise RateLimited(
                     f"too many job submissions: at most {rate} per minute; retry in {retry_after_s}s",
                     retry_after_s=retry_after_s,
+                )
+            case OverStorage(used):
+                needed, quota = request.storage_needed_bytes, request.storage_quota_bytes
+                raise LimitExceeded(
+                    f"this job's checkpoints need about {needed:,} bytes and you store {used:,} of your {quota:,}; "
+                    "delete datasets you no longer need"
                 )
         raise AssertionError(f"unknown submit outcome {outcome!r}")

@@ -11,11 +11,12 @@ exactly however many API processes submit at once. In this order:
    empty bucket, because a replay creates nothing; stored with another hash: `KeyReused`;
 3. the user's bucket holds less than one token: `SubmitRateLimited`, with the seconds until one is back;
 4. the user already has `max_unfinished` jobs in `unfinished_statuses`: `OverActiveCap`;
+   and when `storage_needed_bytes` is given, what the user stores (uploads plus job artifacts, the datasets
+   domain's tables) plus that would pass `storage_quota_bytes`: `OverStorage`;
 5. otherwise the job and its first event are inserted, the key remembered and one token spent: `Created`.
 
-A refused call writes nothing, so a refused submit leaves no key behind and spends no token. A further check (for
-example that a dataset the spec names belongs to the user) is one more step and one more outcome here, in the same
-call.
+A refused call writes nothing, so a refused submit leaves no key behind and spends no token. A further check is one
+more step and one more outcome here, in the same call.
 
 The bucket: capacity `rate_per_minute` tokens, refilled continuously at `rate_per_minute / 60` per second; a full
 bucket allows a burst of `rate_per_minute` submits. It lives in the store (one row per user), so it holds across API
@@ -41,6 +42,8 @@ class SubmitRequest:
     unfinished_statuses: frozenset[JobStatus]
     idempotency_key: str | None = None
     request_hash: str | None = None  # set when idempotency_key is
+    storage_needed_bytes: int | None = None  # what the job's kept checkpoints will take, when known at submit
+    storage_quota_bytes: int | None = None  # set when storage_needed_bytes is
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,12 @@ class SubmitRateLimited:
     retry_after_s: int
 
 
-SubmitOutcome = Created | Replayed | KeyReused | OverActiveCap | SubmitRateLimited
+@dataclass(frozen=True)
+class OverStorage:
+    used_bytes: int
+
+
+SubmitOutcome = Created | Replayed | KeyReused | OverActiveCap | SubmitRateLimited | OverStorage
 
 
 def refilled_tokens(tokens: float, refilled_at: datetime, now: datetime, rate_per_minute: int) -> float:

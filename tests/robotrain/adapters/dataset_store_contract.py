@@ -13,7 +13,8 @@ import pytest
 from robotrain.datasets.errors import DatasetInUse
 from robotrain.datasets.models import Dataset, new_dataset_id
 from robotrain.errors import InvalidRequest, JobConflict
-from robotrain.jobs.models import Job, JobChanges, JobStatus, new_job_id, utcnow
+from robotrain.jobs.models import EventKind, Job, JobChanges, JobStatus, NewEvent, new_job_id, utcnow
+from robotrain.jobs.submission import Created, OverStorage, SubmitRequest
 from robotrain.ports import DatasetStore, JobStore
 
 BASE_TIME = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
@@ -117,3 +118,27 @@ class DatasetStoreContract:
         datasets.record_artifact_bytes(job.id, user_id="user_alice", size=200)  # replaces, never adds
         assert datasets.usage_bytes("user_alice") == 1700
         assert datasets.usage_bytes("user_bob") == 7 and datasets.usage_bytes("user_carol") == 0
+
+    def test_a_submit_whose_checkpoints_would_pass_the_users_storage_is_refused_in_the_same_call(
+        self, jobs, datasets
+    ) -> None:
+        datasets.create(make_dataset(size=1000))
+        datasets.create(make_dataset("user_bob", size=10_000))  # another user's bytes count for them only
+
+        def submit(needed: int) -> object:
+            job = job_on(make_dataset())
+            return jobs.submit(
+                SubmitRequest(
+                    job=job,
+                    event=NewEvent(EventKind.STATUS, "queued", {"status": "queued"}),
+                    now=job.created_at,
+                    rate_per_minute=60,
+                    max_unfinished=10,
+                    unfinished_statuses=frozenset({JobStatus.QUEUED}),
+                    storage_needed_bytes=needed,
+                    storage_quota_bytes=1500,
+                )
+            )
+
+        assert submit(600) == OverStorage(used_bytes=1000)
+        assert isinstance(submit(500), Created)  # 1000 + 500 fits exactly
