@@ -280,20 +280,20 @@ def test_submits_kick_the_drain_off_the_request_path_and_a_burst_makes_one_more_
     from robotrain.entrypoints.modal import DrainKick
 
     release = threading.Event()
-    spawns: list[int] = []
+    spawns: list[str] = []
 
-    def spawn() -> None:  # a spawn that takes as long as the test wants (a slow call to Modal)
-        spawns.append(1)
+    def spawn(job_id: str) -> None:  # a spawn that takes as long as the test wants (a slow call to Modal)
+        spawns.append(job_id)
         release.wait(30)
 
     kicker = DrainKick(spawn)
     kicker.start()
-    kicker.kick()  # returns while the spawn it caused is still blocked: the request never waits for Modal
+    kicker.kick("job_first")  # returns while the spawn it caused is still blocked: the request never waits for Modal
     deadline = time.monotonic() + 30
     while not spawns and time.monotonic() < deadline:
         time.sleep(0.01)
-    for _ in range(5):  # more submits while that spawn is in flight
-        kicker.kick()
+    for index in range(5):  # more submits while that spawn is in flight
+        kicker.kick(f"job_{index}")
     release.set()
     kicker.stop()
-    assert spawns == [1, 1]
+    assert spawns == ["job_first", "job_4"]  # the burst's drain waits for its latest job, sent last

@@ -167,9 +167,11 @@ class Drainer:
                         report.at_capacity = True
                         break
                     if not messages:
-                        waiting = self._keep_waiting(waiting, wait_for, deadline)
                         if not waiting:
                             break
+                        # an empty answer while waiting for the kicked job: ask again, waiting on if its time is not
+                        # up, or once more as a drain that was not kicked
+                        waiting = self._keep_waiting(waiting, wait_for, deadline)
                         messages = self._receive(free, waiting, report)
                         continue
                     report.received += len(messages)
