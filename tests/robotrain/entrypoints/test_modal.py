@@ -40,21 +40,27 @@ def backdate_idempotency_keys(settings: Settings) -> None:
         conn.execute("UPDATE idempotency_keys SET created_at = '2000-01-01T00:00:00.000000Z'")
 
 
+def idempotency_keys(settings: Settings) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(settings.data_dir / "robotrain.sqlite3") as conn:
+        return [key for (key,) in conn.execute("SELECT key FROM idempotency_keys")]
+
+
 def test_a_warm_drain_container_reuses_its_clients_and_sweeper(settings, container) -> None:
     train, volume = FakeFunction(), FakeVolume()
     first = entry._container_dispatcher(settings, train=train, volume=volume)
     entry.drain_and_sweep(settings, train=train, volume=volume)
-    store = first.components.store
-    store.remember_idempotency_key("alice", "key-1", "hash", "job_x")
+    JobService(first.components).submit("alice", fast_spec(), idempotency_key="key-1")
     backdate_idempotency_keys(settings)  # a key past its 24 h, remembered after this container's first sweep
 
     entry.drain_and_sweep(Settings(**settings.model_dump()), train=train, volume=volume)  # the next minute's run
 
     assert entry._container_dispatcher(settings, train=train, volume=volume) is first
-    assert store.lookup_idempotency_key("alice", "key-1") is not None  # the hourly cleanup ran once, not per run
+    assert idempotency_keys(settings) == ["key-1"]  # the hourly cleanup ran once, not per run
     entry._dispatchers.clear()  # a new container
     entry.drain_and_sweep(settings, train=train, volume=volume)
-    assert store.lookup_idempotency_key("alice", "key-1") is None
+    assert idempotency_keys(settings) == []
 
 
 def test_a_drain_kicked_for_a_job_launches_it_and_leaves_the_sweep_to_the_schedule(settings, container) -> None:
