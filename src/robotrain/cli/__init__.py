@@ -69,11 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("job_id")
     logs.add_argument("--follow", action="store_true", help="follow the live stream until the job ends")
 
-    login = commands.add_parser("login", help="create an API key with a session token (or store --key) for the CLI")
+    login = commands.add_parser(
+        "login", parents=[as_json], help="create an API key with a session token (or store --key) for the CLI"
+    )
     login.add_argument("--name", help="what the key is for (default: robotrain CLI on <host>)")
     login.add_argument("--expires-in-days", type=int, help="default: the key does not expire")
     login.add_argument("--key", help="store this existing API key (rt_...) instead of creating one")
-    commands.add_parser("logout", help="revoke the stored API key and delete it")
+    commands.add_parser("logout", parents=[as_json], help="revoke the stored API key and delete it")
 
     download = commands.add_parser(
         "download", parents=[as_json], help="download a job's artifacts (all, or one with --path)"
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     opening = commands.add_parser("open", parents=[as_json], help="print the dashboard URL of a job")
     opening.add_argument("job_id")
     opening.add_argument("--browser", action="store_true", help="also open it in the default browser")
-    add_datasets_parser(commands)
+    add_datasets_parser(commands, as_json)
     return parser
 
 

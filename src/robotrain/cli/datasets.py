@@ -7,6 +7,7 @@ refuse it) in a temporary file and streamed; an archive (.tar, .tar.gz/.tgz, .zi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import stat
 import tarfile
@@ -89,6 +90,9 @@ def _line(dataset: dict[str, Any]) -> str:
 
 def cmd_upload(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     dataset = upload(api, Path(args.path), args.name)
+    if args.json:
+        out(json.dumps(dataset))
+        return 0
     out(f"uploaded {args.path} as {dataset['uri']}")
     out(_line(dataset))
     return 0
@@ -96,6 +100,9 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
 
 def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     page = api.json("GET", "/datasets", params={"limit": args.limit})
+    if args.json:
+        out(json.dumps(page))
+        return 0
     for dataset in page["data"]:
         out(_line(dataset))
     if page["next_cursor"]:
@@ -105,7 +112,7 @@ def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None
 
 def cmd_rm(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     api.request("DELETE", f"/datasets/{args.dataset_id}")
-    out(f"deleted {args.dataset_id}")
+    out(json.dumps({"deleted": args.dataset_id}) if args.json else f"deleted {args.dataset_id}")
     return 0
 
 
@@ -116,14 +123,17 @@ def cmd_datasets(api: ApiClient, args: argparse.Namespace, out: Callable[[str], 
     return COMMANDS[args.datasets_command](api, args, out)
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, as_json: argparse.ArgumentParser) -> None:
+    """`as_json`: the parent parser that gives every client command its --json."""
     datasets = commands.add_parser("datasets", help="upload, list and delete your datasets")
     sub = datasets.add_subparsers(dest="datasets_command", required=True, metavar="COMMAND")
-    uploading = sub.add_parser("upload", help="upload a LeRobot dataset directory or archive (.tar, .tgz, .zip)")
+    uploading = sub.add_parser(
+        "upload", parents=[as_json], help="upload a LeRobot dataset directory or archive (.tar, .tgz, .zip)"
+    )
     uploading.add_argument("path")
     uploading.add_argument("--name", help="a name to show in listings (default: the file or directory name)")
-    listing = sub.add_parser("list", help="list your datasets, newest first")
+    listing = sub.add_parser("list", parents=[as_json], help="list your datasets, newest first")
     listing.add_argument("--limit", type=int, default=20)
-    sub.add_parser("rm", help="delete a dataset (refused while a queued or running job uses it)").add_argument(
-        "dataset_id"
-    )
+    sub.add_parser(
+        "rm", parents=[as_json], help="delete a dataset (refused while a queued or running job uses it)"
+    ).add_argument("dataset_id")

@@ -58,7 +58,10 @@ def cmd_login(api: ApiClient, args: argparse.Namespace, out: Callable[[str], Non
         api.json("GET", "/api-keys", headers={"Authorization": f"Bearer {args.key}"})  # 401 unless it works
         # Which of its owner's keys it is cannot be told from the list: logout then leaves revoking it to the user.
         save_key(credentials, StoredKey(url=api.url, key=args.key, key_id="", name="given with --key"))
-        out(f"logged in to {api.url} with the given API key; saved to {credentials}")
+        if args.json:
+            out(json.dumps({"url": api.url, "id": None, "name": None, "saved_to": str(credentials)}))
+        else:
+            out(f"logged in to {api.url} with the given API key; saved to {credentials}")
         return 0
     if not api.has_token:
         raise CliError(
@@ -71,6 +74,10 @@ def cmd_login(api: ApiClient, args: argparse.Namespace, out: Callable[[str], Non
         body["expires_in_days"] = args.expires_in_days
     created = api.json("POST", "/api-keys", json=body)
     save_key(credentials, StoredKey(url=api.url, key=created["key"], key_id=created["id"], name=created["name"]))
+    if args.json:  # the key's secret stays in the file, not on the screen
+        listed = {name: created[name] for name in ("id", "name", "created_at", "expires_at")}
+        out(json.dumps({"url": api.url, **listed, "saved_to": str(credentials)}))
+        return 0
     expiry = f", expires {created['expires_at'][:10]}" if created["expires_at"] else ""
     out(f"logged in to {api.url}: API key {created['name']!r} ({created['id']}{expiry}) saved to {credentials}")
     return 0
@@ -79,21 +86,30 @@ def cmd_login(api: ApiClient, args: argparse.Namespace, out: Callable[[str], Non
 def cmd_logout(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None], credentials: Path) -> int:
     stored = load_key(credentials)
     if stored is None:
-        out("not logged in")
+        out(json.dumps({"logged_in": False}) if args.json else "not logged in")
         return 0
+    revoked = False
     if stored.key_id:
         # Revoked on the server it was made for, whatever --url says: the key is never sent anywhere else.
         own = ApiClient(stored.url, stored.key)
         try:
             own.request("DELETE", f"/api-keys/{stored.key_id}")
-            out(f"revoked API key {stored.name!r} ({stored.key_id}) on {stored.url}")
+            revoked = True
         except CliError as exc:
             if exc.code not in ("unauthorized", "api_key_not_found"):  # gone already: nothing left to revoke
                 raise
         finally:
             own.close()
-    else:
-        out(f"the stored key was given with --key; revoke it on {stored.url} if it should stop working")
     credentials.unlink()
-    out(f"removed {credentials}")
+    if args.json:
+        out(
+            json.dumps({"logged_in": False, "revoked": stored.key_id if revoked else None, "removed": str(credentials)})
+        )
+    elif revoked:
+        out(f"revoked API key {stored.name!r} ({stored.key_id}) on {stored.url}; removed {credentials}")
+    elif not stored.key_id:
+        out(f"the stored key was given with --key; revoke it on {stored.url} if it should stop working")
+        out(f"removed {credentials}")
+    else:
+        out(f"removed {credentials}")
     return 0

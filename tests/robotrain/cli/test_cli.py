@@ -376,3 +376,16 @@ def test_datasets_upload_list_rm_and_submit_from_a_local_directory(
     (directory / "meta" / "link.json").symlink_to(tmp_path / "spec.json")
     assert run(server, "datasets", "upload", str(directory)) == 1
     assert capsys.readouterr().err.startswith("error unsafe_dataset: meta/link.json in ")
+
+
+def test_the_datasets_commands_speak_json(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.data.sources import write_builtin_dataset
+
+    directory = write_builtin_dataset("push2d", tmp_path / "tiny", episodes=2, seed=0)
+    assert run(server, "datasets", "upload", str(directory), "--json") == 0
+    uploaded = json.loads(capsys.readouterr().out)
+    assert uploaded["uri"] == f"dataset://{uploaded['id']}" and uploaded["episodes"] == 2
+    assert run(server, "datasets", "list", "--json") == 0
+    assert [dataset["id"] for dataset in json.loads(capsys.readouterr().out)["data"]] == [uploaded["id"]]
+    assert run(server, "datasets", "rm", uploaded["id"], "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"deleted": uploaded["id"]}

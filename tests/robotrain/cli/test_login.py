@@ -124,3 +124,17 @@ def test_a_stored_key_is_never_sent_to_another_server(server, session, config_ho
         other.shutdown()
         other.server_close()
     assert authorizations == [None]
+
+
+def test_login_and_logout_speak_json_without_printing_the_secret(server, session, config_home, capsys) -> None:
+    assert cli.main(["--url", server, "--token", session, "login", "--name", "ci", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    stored = json.loads((config_home / "robotrain" / "credentials.json").read_text())
+    assert answer["name"] == "ci" and answer["id"] == stored["key_id"] and stored["key"] not in json.dumps(answer)
+
+    assert cli.main(["logout", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "logged_in": False,
+        "revoked": stored["key_id"],
+        "removed": str(config_home / "robotrain" / "credentials.json"),
+    }
