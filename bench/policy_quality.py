@@ -11,8 +11,8 @@ PushT); the numbers in the README come from this script.
 UNet, the small CNN) and keeps every other default. --candidates trains each policy with its preset and with the
 alternatives in CANDIDATES, per observation kind, so the presets can be chosen from the printed numbers.
 --ensembling evaluates each trained ACT checkpoint four ways: its default execution, re-planning every step without
-ensembling, and temporal ensembling with a positive and a negative coefficient. --pusht trains on the builtin PushT
-datasets (keypoints: mlp; camera: act) and evaluates each against uniform random actions on the same seeds.
+ensembling, and temporal ensembling with a positive and a negative coefficient. --pusht trains an mlp on each builtin
+PushT dataset (keypoints, camera) and evaluates it against uniform random actions on the same seeds.
 `--set policy.vision_backbone='"small_cnn"'` (repeatable) overrides a spec field. Times are CPU seconds of this
 process (the machine may be shared) and wall seconds.
 """
@@ -60,7 +60,8 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "lr 3e-3 cosine": {"optimizer_lr": 3e-3},
     },
     "act": {
-        "lr 3e-4 constant": {"optimizer_lr": 3e-4},
+        "lr 1e-4 cosine": {"scheduler": "cosine"},
+        "lr 3e-4 cosine": {"optimizer_lr": 3e-4, "scheduler": "cosine"},
         "lr 1e-3 cosine, warmup 100": {"optimizer_lr": 1e-3, "scheduler": "cosine", "scheduler_warmup_steps": 100},
     },
     "diffusion": {
@@ -148,7 +149,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--policies", nargs="+", default=["mlp", "act", "diffusion"])
-    parser.add_argument("--obs", nargs="+", default=["state", "pixels"], choices=["state", "pixels"])
+    parser.add_argument("--obs", nargs="*", default=["state", "pixels"], choices=["state", "pixels"])
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--cpu-scale", action="store_true", help="networks one CPU core trains in minutes")
     parser.add_argument("--candidates", action="store_true", help="also train each policy's CANDIDATES")
@@ -156,7 +157,9 @@ def main() -> None:
     parser.add_argument("--pusht", action="store_true", help="PushT trained vs random actions")
     parser.add_argument("--set", action="append", default=[], help="spec override key=json (repeatable)")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (one core: the machine is shared)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="policy-quality-"))
     print(
@@ -185,22 +188,27 @@ def main() -> None:
                 label = f"push2d {obs:<6} {policy_type:<9} {name}"
                 _train_and_evaluate(spec_data, "push2d", args.eval_episodes, cache, label, args.ensembling)
     if args.pusht:
-        for obs_type, policy_type in (("environment_state_agent_pos", "mlp"), ("pixels_agent_pos", "act")):
+        cpu, wall = time.process_time(), time.perf_counter()
+        # The random policy looks at nothing, so it runs in the keypoint env: same seeds and physics, no render.
+        random_features = PolicyFeatures(observation={"observation.state": 2}, action_dim=2)
+        random_eval = evaluate(RandomPushT(random_features), "pusht", args.eval_episodes)
+        print(_line("pusht random actions", random_eval, time.process_time() - cpu, time.perf_counter() - wall))
+        # The same policy on both of LeRobot's PushT layouts, so the observation is the only difference: mlp with one
+        # observation step (the controller is Markovian in the agent and block poses).
+        for obs_type in ("environment_state_agent_pos", "pixels_agent_pos"):
             camera = obs_type == "pixels_agent_pos"
+            policy = {**_policy_spec("mlp", "pixels" if camera else "state", args), "n_obs_steps": 1}
+            if camera and args.cpu_scale:
+                policy["image_size"] = [args.image_size, args.image_size]
             spec_data = {
-                "policy": _policy_spec(policy_type, "pixels" if camera else "state", args),
+                "policy": policy,
                 "dataset": {"uri": f"builtin://pusht?episodes={args.episodes}&seed=0&obs_type={obs_type}"},
                 "training": dict(training),
                 "eval": {"env": None},
             }
             spec_data = _apply_overrides(copy.deepcopy(spec_data), args.set)
-            label = f"pusht {'camera' if camera else 'keypoints'} {policy_type} (trained)"
+            label = f"pusht {'camera' if camera else 'keypoints'} mlp (trained)"
             trained = _train_and_evaluate(spec_data, "pusht", args.eval_episodes, cache, label, False)
-            cpu, wall = time.process_time(), time.perf_counter()
-            # The random policy looks at nothing, so it runs in the keypoint env: same seeds and physics, no render.
-            random_features = PolicyFeatures(observation={"observation.state": 2}, action_dim=2)
-            random_eval = evaluate(RandomPushT(random_features), "pusht", args.eval_episodes)
-            print(_line("pusht random actions", random_eval, time.process_time() - cpu, time.perf_counter() - wall))
             differences = [
                 t["max_reward"] - r["max_reward"]
                 for t, r in zip(trained["per_episode"], random_eval["per_episode"], strict=True)

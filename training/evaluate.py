@@ -134,7 +134,7 @@ def evaluate(
                 record = max(0, min(count, (videos if video_dir is not None else 0) - first))
                 clips: list[list[np.ndarray]] = [[] for _ in range(record)]
                 if record:
-                    _append_frames(clips, env.video_frames(), np.zeros(count, dtype=bool))
+                    _append_frames(clips, env.video_frames(record), np.zeros(count, dtype=bool))
                 policy.reset()
                 done = np.zeros(count, dtype=bool)
                 success = np.zeros(count, dtype=bool)
@@ -157,7 +157,7 @@ def evaluate(
                     max_reward[active] = np.maximum(max_reward[active], reward[active])
                     success[active] |= np.asarray(is_success, dtype=bool)[active]
                     if record:
-                        _append_frames(clips, env.video_frames(), done)
+                        _append_frames(clips, env.video_frames(record), done)
                     done |= np.asarray(step_done, dtype=bool)
                 else:
                     raise RuntimeError(f"{env_name} episodes did not finish within {MAX_ROLLOUT_STEPS} steps")

@@ -93,6 +93,7 @@ TINY_CAMERA_MLP = {
     "hidden_dims": [32],
     "vision_backbone": "small_cnn",
     "spatial_softmax_num_keypoints": 8,
+    "crop_ratio": 0.875,
 }
 CAMERA_DATASET = {"episodes": 4, "dataset_query": "&obs_type=pixels&image_size=16"}
 

@@ -135,11 +135,13 @@ class PushTEnv:
             observation[ENV_STATE_KEY] = np.stack([o["environment_state"] for o in self._last]).astype(np.float32)
         return observation
 
-    def video_frames(self) -> np.ndarray:
-        """The camera's current frames (N, H, W, 3) uint8 (rendered now for the keypoint env), for rollout videos."""
+    def video_frames(self, count: int | None = None) -> np.ndarray:
+        """The camera's current frames of the first `count` envs (all: None), (count, H, W, 3) uint8, for rollout
+        videos; the keypoint env renders them now, only those."""
+        count = self.num_envs if count is None else count
         if self.obs_type == PIXELS:
-            return np.stack([o["pixels"] for o in self._last]).astype(np.uint8)
-        return np.stack([env.render() for env in self._envs]).astype(np.uint8)
+            return np.stack([o["pixels"] for o in self._last[:count]]).astype(np.uint8)
+        return np.stack([env.render() for env in self._envs[:count]]).astype(np.uint8)
 
     def close(self) -> None:
         for env in self._envs:

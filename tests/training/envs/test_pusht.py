@@ -54,7 +54,7 @@ def test_pusht_without_a_camera_observes_the_keypoints_and_still_films():
     # Same seed, same start as the camera env: the agent position agrees.
     camera = make_env("pusht", 2, (96, 96)).reset([1, 2])
     np.testing.assert_array_equal(observation[STATE_KEY], camera[STATE_KEY])
-    assert env.video_frames().shape == (2, 96, 96, 3)
+    assert env.video_frames().shape == (2, 96, 96, 3) and env.video_frames(1).shape == (1, 96, 96, 3)
 
 
 def test_pusht_trains_and_evaluates_end_to_end(tmp_path, dataset_cache):
