@@ -6,8 +6,9 @@ behind the evaluator's VectorEnv and mapped to LeRobot's PushT features, in eith
                                  T-block's 8 keypoints, float32[16] in [0, 512]
 - observation.state:             the env's `agent_pos`, the agent's xy in the 512x512 workspace, float32[2]
 - action:                        the agent's target xy, float32[2] in [0, 512]
-- success:           the package's `info["is_success"]` (T-block coverage of the goal above its threshold, 95%);
-  reward is the package's (coverage / threshold, clipped to 1), so avg_max_reward is LeRobot's "max overlap" metric.
+- success:                       the package's `info["is_success"]` (T-block coverage of the goal above its threshold,
+                                 95%); reward is the package's (coverage / threshold, clipped to 1), so avg_max_reward
+                                 is LeRobot's "max overlap" metric.
 
 The env renders (obs_type `pixels_agent_pos`) when it is made with an image size, and observes keypoints (obs_type
 `environment_state_agent_pos`) otherwise; gym-pusht draws a 512x512 frame for every rendered step, which makes the

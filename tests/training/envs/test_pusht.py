@@ -90,7 +90,10 @@ def test_a_policy_trained_on_pusht_keypoints_beats_random_actions(tmp_path, data
             # One observation step: the controller is Markovian in (agent, block pose), and history only lets the
             # network copy the previous target (0.41 against 0.32 average max reward with two steps, measured).
             "policy": {"type": "mlp", "n_obs_steps": 1},
-            "dataset": {"uri": "builtin://pusht?episodes=100&seed=0&obs_type=environment_state_agent_pos"},
+            "dataset": {
+                "uri": "builtin://pusht?episodes=100&seed=0&obs_type=environment_state_agent_pos",
+                "val_fraction": 0.0,  # every demonstration trains: 0.41 against 0.35 with 10% held out, measured
+            },
             "training": {"steps": 2000, "batch_size": 256, "log_every": 500, "checkpoint_every": 100_000, "seed": 7},
             "eval": {"env": "pusht", "episodes": episodes, "videos": 0},
         }
