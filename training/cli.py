@@ -132,9 +132,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from training.data.sources import write_builtin_dataset
 
-    cameras = args.images or args.video or args.name == "pusht"
-    obs_type = args.obs_type or ("pixels_agent_pos" if args.name == "pusht" or cameras else "state")
-    if cameras and obs_type == "state":
+    obs_type = args.obs_type or ("pixels_agent_pos" if args.name == "pusht" or args.images or args.video else "state")
+    cameras = obs_type in ("pixels", "pixels_agent_pos")
+    if (args.images or args.video) and not cameras:
         return _fail("--images / --video need --obs-type pixels or pixels_agent_pos")
     root = write_builtin_dataset(
         args.name,
@@ -145,7 +145,7 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         video=args.video,
     )
-    stored = "video" if args.video else "images" if obs_type != "state" else "no camera"
+    stored = "video" if args.video else "images" if cameras else "no camera"
     print(
         f"wrote {args.episodes} {args.name} episodes (seed {args.seed}, {obs_type}, {stored}) "
         f"as a LeRobot v3.0 dataset in {root}"
@@ -187,7 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     camera = data_parser.add_mutually_exclusive_group()
     camera.add_argument("--images", action="store_true", help="store the camera as PNG images in the Parquet")
     camera.add_argument("--video", action="store_true", help="store the camera as AV1 MP4 video")
-    data_parser.add_argument("--obs-type", choices=("state", "pixels", "pixels_agent_pos"), default=None)
+    data_parser.add_argument(
+        "--obs-type",
+        choices=("state", "pixels", "pixels_agent_pos", "environment_state_agent_pos"),
+        default=None,
+        help="push2d: state (default), pixels, pixels_agent_pos; pusht: pixels_agent_pos (default, lerobot/pusht) or "
+        "environment_state_agent_pos (the T's keypoints, lerobot/pusht_keypoints)",
+    )
     data_parser.add_argument("--image-size", type=int, default=None, help="camera side in pixels (push2d: 64)")
     data_parser.add_argument("--episodes", type=int, default=200)
     data_parser.add_argument("--seed", type=int, default=0)

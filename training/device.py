@@ -22,3 +22,14 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise TrainingError(f"unknown device {name!r}; allowed: auto, cpu, cuda, mps")
     return torch.device(name)
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes the device can still allocate, or None for the CPU (whose RAM the frame cache has already budgeted)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "mps":
+        # Unified memory: what Metal recommends for this process, less what it already holds.
+        return max(0, int(torch.mps.recommended_max_memory()) - int(torch.mps.driver_allocated_memory()))
+    return None

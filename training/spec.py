@@ -24,8 +24,11 @@ PolicyConfig = Annotated[MlpConfig | ActConfig | DiffusionConfig, Field(discrimi
 
 BUILTIN_DATASETS = ("push2d", "pusht")
 EVAL_ENVS = ("push2d", "pusht")
-# Observation kinds of builtin datasets (training.envs.push2d.OBS_TYPES; pusht has LeRobot's layout only).
-BUILTIN_OBS_TYPES = {"push2d": ("state", "pixels", "pixels_agent_pos"), "pusht": ("pixels_agent_pos",)}
+# Observation kinds of builtin datasets (training.envs.push2d.OBS_TYPES; pusht: LeRobot's two layouts, pusht.OBS_TYPES).
+BUILTIN_OBS_TYPES = {
+    "push2d": ("state", "pixels", "pixels_agent_pos"),
+    "pusht": ("pixels_agent_pos", "environment_state_agent_pos"),
+}
 BUILTIN_IMAGE_SIZES = {"push2d": (16, 512), "pusht": (96, 96)}
 # Modal's GPU names (Modal docs, "GPU acceleration"); "A10G" is the older name for "A10".
 GPU_TYPES = (
@@ -84,7 +87,9 @@ _PUSH2D_QUERY = _ordered_params(
         "video=(0|1)",
     ]
 )
-_PUSHT_QUERY = _ordered_params([f"episodes={_EPISODES}", f"seed={_SEED}", "video=(0|1)"])
+_PUSHT_QUERY = _ordered_params(
+    [f"episodes={_EPISODES}", f"seed={_SEED}", "obs_type=(pixels_agent_pos|environment_state_agent_pos)", "video=(0|1)"]
+)
 DATASET_URI_PATTERN = (
     r"^("
     rf"builtin://push2d(\?({_PUSH2D_QUERY}|seed={_SEED}&episodes={_EPISODES}))?"

@@ -33,6 +33,7 @@ from training.checkpoint import (
 from training.data.access import DatasetAccess
 from training.data.dataset import ACTION_KEY, EpisodeDataset, PolicyFeatures
 from training.data.frame_cache import decode_cameras
+from training.data.placement import CameraFrames
 from training.data.sampler import WindowSampler, split_episodes
 from training.data.sources import DEFAULT_CACHE_DIR, load_dataset
 from training.device import resolve_device
@@ -290,9 +291,15 @@ class _Run:
         self.build_policy()
         obs_deltas = self.policy.observation_delta_indices
         action_deltas = self.policy.action_delta_indices
-        self.sampler = WindowSampler(self.dataset, self.train_episodes, obs_deltas, action_deltas, self.device)
+        # One placement of the camera frames for both samplers (on a GPU: once, within a share of its free memory).
+        frames = CameraFrames(self.dataset, self.device)
+        if frames.placements:
+            self.reporter.log(frames.describe())
+        self.sampler = WindowSampler(
+            self.dataset, self.train_episodes, obs_deltas, action_deltas, self.device, cameras=frames
+        )
         self.val_sampler = (
-            WindowSampler(self.dataset, self.val_episodes, obs_deltas, action_deltas, self.device)
+            WindowSampler(self.dataset, self.val_episodes, obs_deltas, action_deltas, self.device, cameras=frames)
             if len(self.val_episodes)
             else None
         )

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.training.helpers import PUSH2D_FEATURES, ExpertPolicy, unit_stats
-from training.evaluate import evaluate, wilson_interval
+from training.evaluate import evaluate, mean_interval, student_t_975, wilson_interval
 from training.policies import make_policy
 from training.policies.mlp.configuration_mlp import MlpConfig
 
@@ -23,6 +23,21 @@ def test_wilson_interval_matches_known_values(successes, trials, low, high):
     got_low, got_high = wilson_interval(successes, trials)
     assert got_low == pytest.approx(low, abs=1e-4)
     assert got_high == pytest.approx(high, abs=1e-4)
+
+
+@pytest.mark.parametrize(("df", "quantile"), [(1, 12.706), (4, 2.776), (5, 2.5706), (9, 2.2622), (19, 2.0930),
+                                              (29, 2.0452), (99, 1.9842), (10_000, 1.9602)])  # fmt: skip
+def test_student_t_quantile_matches_tables(df, quantile):
+    assert student_t_975(df) == pytest.approx(quantile, abs=3e-3)
+
+
+def test_mean_interval_is_the_t_interval_of_the_mean():
+    mean, low, high = mean_interval([0.1, 0.3, 0.2, 0.6])
+    half = 3.182 * float(np.std([0.1, 0.3, 0.2, 0.6], ddof=1)) / 2  # t(0.975, 3) * s / sqrt(4)
+    assert mean == pytest.approx(0.3) and low == pytest.approx(0.3 - half) and high == pytest.approx(0.3 + half)
+    assert mean_interval([0.5]) == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError):
+        mean_interval([])
 
 
 def test_scripted_expert_succeeds_and_results_carry_lerobot_fields():

@@ -46,12 +46,21 @@ class RecordingReporter(NullReporter):
 
 
 def _spec(
-    policy: dict, *, steps: int, episodes: int = 20, eval_env=None, eval_episodes=50, eval_every=None, **training
+    policy: dict,
+    *,
+    steps: int,
+    episodes: int = 20,
+    dataset_query: str = "",
+    eval_env=None,
+    eval_episodes=50,
+    eval_every=None,
+    **training,
 ) -> TrainSpec:
+    query = f"episodes={episodes}{dataset_query}"
     return TrainSpec.model_validate(
         {
             "policy": policy,
-            "dataset": {"uri": f"builtin://push2d?episodes={episodes}", "val_fraction": training.pop("val", 0.1)},
+            "dataset": {"uri": f"builtin://push2d?{query}", "val_fraction": training.pop("val", 0.1)},
             "training": {
                 "steps": steps,
                 "device": "cpu",
@@ -79,6 +88,15 @@ TINY_DIFFUSION = {
     "n_groups": 4,
     "num_inference_steps": 4,
 }
+# From pixels only (16x16 renders, randomly cropped to 14x14 on the training RNG), the small CNN encoder.
+TINY_CAMERA_MLP = {
+    "type": "mlp",
+    "hidden_dims": [32],
+    "vision_backbone": "small_cnn",
+    "spatial_softmax_num_keypoints": 8,
+    "crop_ratio": 0.875,
+}
+CAMERA_DATASET = {"episodes": 4, "dataset_query": "&obs_type=pixels&image_size=16"}
 
 
 # ------------------------------------------------------------------------------------------------ mechanics
@@ -222,19 +240,26 @@ def _final_tensors(out_dir, step):
     return tensors
 
 
-@pytest.mark.parametrize("policy", [TINY_MLP, TINY_DIFFUSION], ids=["mlp-dropout", "diffusion-ema"])
-def test_stop_and_resume_gives_exactly_the_uninterrupted_parameters(tmp_path, dataset_cache, policy):
+@pytest.mark.parametrize(
+    ("policy", "dataset"),
+    [(TINY_MLP, {}), (TINY_DIFFUSION, {}), (TINY_CAMERA_MLP, CAMERA_DATASET)],
+    ids=["mlp-dropout", "diffusion-ema", "mlp-camera-crops"],
+)
+def test_stop_and_resume_gives_exactly_the_uninterrupted_parameters(tmp_path, dataset_cache, policy, dataset):
     n = 6
     straight = tmp_path / "straight"
-    run(_spec(policy, steps=2 * n, log_every=2 * n), straight, cache_dir=dataset_cache)
+    run(_spec(policy, steps=2 * n, log_every=2 * n, **dataset), straight, cache_dir=dataset_cache)
 
     resumed = tmp_path / "resumed"
     first = run(
-        _spec(policy, steps=2 * n, log_every=2), resumed, RecordingReporter(stop_after_steps=n), cache_dir=dataset_cache
+        _spec(policy, steps=2 * n, log_every=2, **dataset),
+        resumed,
+        RecordingReporter(stop_after_steps=n),
+        cache_dir=dataset_cache,
     )
     assert first.stopped and first.steps_done == n
     # Different logging cadence on purpose: validation must not touch the training RNG.
-    second = run(_spec(policy, steps=2 * n, log_every=3), resumed, cache_dir=dataset_cache)
+    second = run(_spec(policy, steps=2 * n, log_every=3, **dataset), resumed, cache_dir=dataset_cache)
     assert second.resumed_from_step == n and second.steps_done == 2 * n
 
     expected, got = _final_tensors(straight, 2 * n), _final_tensors(resumed, 2 * n)
@@ -244,6 +269,8 @@ def test_stop_and_resume_gives_exactly_the_uninterrupted_parameters(tmp_path, da
         assert raw and any(k.startswith("ema_state/") for k in expected)
         # The deployed weights are the EMA, not the raw weights.
         assert any(not torch.equal(expected[f"model/{k}"], v) for k, v in raw.items())
+    if "vision_backbone" in policy:
+        assert any(k.startswith("model/image_encoder.backbone.") for k in expected)
     for name, tensor in expected.items():
         assert torch.equal(tensor, got[name]), name
 

@@ -1,8 +1,9 @@
 """Device-resident windowed sampling: every frame lives on the training device once, and a batch is a handful of
 tensor ops on index tensors (no per-sample Python), with LeRobot's padding semantics at episode edges.
 
-Camera frames are the frame cache's uint8 arrays: moved to the device when the cache is in RAM, gathered on the CPU
-and copied over per batch when it is memory-mapped (too big for RAM). Either way a batch is drawn by index."""
+Camera frames are the frame cache's uint8 arrays, placed by training.data.placement: on the device when they fit
+(in RAM for the CPU; in a share of free memory for a GPU), otherwise gathered on the CPU per batch and copied over.
+Either way a batch is drawn by index."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from training.data.dataset import EpisodeDataset
+from training.data.placement import CameraFrames
 
 
 def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +47,10 @@ class WindowSampler:
         observation_delta_indices: list[int],
         action_delta_indices: list[int],
         device: torch.device | str = "cpu",
+        cameras: CameraFrames | None = None,
     ):
+        """`cameras`: the dataset's frames already placed for this device (shared by a run's samplers); placed here
+        when None."""
         if not observation_delta_indices or not action_delta_indices:
             raise ValueError("delta indices must not be empty")
         episodes = np.asarray(episodes, dtype=np.int64)
@@ -60,15 +65,7 @@ class WindowSampler:
             key: torch.as_tensor(dataset.frames[key], dtype=torch.float32).to(self.device)
             for key in (*dataset.vector_keys, self.action_key)
         }
-        self._mapped: dict[str, np.ndarray] = {}
-        for key in dataset.camera_keys:
-            if key not in dataset.images:
-                raise ValueError(f"camera {key!r} has not been decoded (training.data.frame_cache.decode_cameras)")
-            images = dataset.images[key]
-            if isinstance(images, np.memmap):
-                self._mapped[key] = images
-            else:
-                self._frames[key] = torch.from_numpy(images).to(self.device)
+        self._cameras = cameras if cameras is not None else CameraFrames(dataset, self.device)
         ranges = np.asarray(dataset.episode_ranges, dtype=np.int64)
         lengths = ranges[:, 1] - ranges[:, 0]
         # Per global frame: its episode's first and last frame (inclusive).
@@ -108,11 +105,6 @@ class WindowSampler:
             is_pad = (wanted < first) | (wanted > last)
             rows = torch.minimum(torch.maximum(wanted, first), last)
             for key in keys:
-                batch[key] = self._frames[key][rows] if key in self._frames else self._gather_mapped(key, rows)
+                batch[key] = self._frames[key][rows] if key in self._frames else self._cameras.gather(key, rows)
                 batch[f"{key}_is_pad"] = is_pad
         return batch
-
-    def _gather_mapped(self, key: str, rows: torch.Tensor) -> torch.Tensor:
-        flat = rows.reshape(-1).cpu().numpy()
-        frames = torch.from_numpy(self._mapped[key][flat])
-        return frames.reshape(*rows.shape, *frames.shape[1:]).to(self.device, non_blocking=True)

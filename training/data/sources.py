@@ -133,7 +133,8 @@ IMAGE_SIZE_RANGE = (16, 512)
 @dataclass(frozen=True)
 class BuiltinParams:
     """A builtin dataset's parameters: how many episodes from which seed, which observations (push2d: state,
-    pixels or pixels_agent_pos; pusht: pixels_agent_pos), the camera's size and whether it is stored as video."""
+    pixels or pixels_agent_pos; pusht: pixels_agent_pos or environment_state_agent_pos), the camera's size and
+    whether it is stored as video."""
 
     episodes: int = DEFAULT_BUILTIN_EPISODES
     seed: int = DEFAULT_BUILTIN_SEED
@@ -193,10 +194,15 @@ def _generate(name: str, root: Path, params: BuiltinParams) -> Path:
     if name == "pusht":
         from training.envs import pusht
 
-        if params.obs_type != "pixels_agent_pos" or params.image_size != pusht.IMAGE_SIZE:
-            raise DatasetError("builtin://pusht: has LeRobot's PushT layout only (obs_type pixels_agent_pos, 96x96)")
-        demonstrations = pusht.generate_demonstrations(episodes, seed)
-        features = pusht.dataset_features(params.video)
+        if params.obs_type not in pusht.OBS_TYPES or params.image_size != pusht.IMAGE_SIZE:
+            raise DatasetError(
+                "builtin://pusht: has LeRobot's PushT layouts only (obs_type pixels_agent_pos, 96x96, or "
+                "environment_state_agent_pos)"
+            )
+        if params.obs_type == pusht.KEYPOINTS and params.video:
+            raise DatasetError("builtin://pusht: video=1 needs the camera layout (obs_type pixels_agent_pos)")
+        demonstrations = pusht.generate_demonstrations(episodes, seed, obs_type=params.obs_type)
+        features = pusht.dataset_features(params.video, params.obs_type)
         return write_v3(root, demonstrations, fps=pusht.FPS, features=features, task=pusht.TASK, robot_type="pusht")
     if params.obs_type not in push2d.OBS_TYPES:
         raise DatasetError(f"builtin://push2d: obs_type must be one of {', '.join(push2d.OBS_TYPES)}")

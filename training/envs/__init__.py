@@ -34,8 +34,9 @@ class VectorEnv(Protocol):
 
     def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]: ...
 
-    def video_frames(self) -> np.ndarray:
-        """What a viewer sees of every environment now, (N, H, W, 3) uint8 with even H and W."""
+    def video_frames(self, count: int | None = None) -> np.ndarray:
+        """What a viewer sees of the first `count` environments (all: None) now, (count, H, W, 3) uint8 with even H
+        and W."""
         ...
 
 

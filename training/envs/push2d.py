@@ -188,9 +188,11 @@ class Push2DEnv:
         self._done = self._done | (active & (success | (self._steps >= MAX_EPISODE_STEPS)))
         return self._observation(), self._reward.copy(), self._success.copy(), self._done.copy()
 
-    def video_frames(self) -> np.ndarray:
-        """The current state of every environment as (N, VIDEO_SIZE, VIDEO_SIZE, 3) uint8, for rollout videos."""
-        return render(self._pusher, self._block, self._goal, (VIDEO_SIZE, VIDEO_SIZE))
+    def video_frames(self, count: int | None = None) -> np.ndarray:
+        """The current state of the first `count` environments (all: None) as (count, VIDEO_SIZE, VIDEO_SIZE, 3)
+        uint8, for rollout videos."""
+        chosen = slice(0, self.num_envs if count is None else count)
+        return render(self._pusher[chosen], self._block[chosen], self._goal[chosen], (VIDEO_SIZE, VIDEO_SIZE))
 
     def _observation(self) -> dict[str, np.ndarray]:
         observation = {

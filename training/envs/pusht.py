@@ -1,14 +1,20 @@
 """PushT from the `gym-pusht` package (gym_pusht/PushT-v0, the benchmark of the Diffusion Policy paper and LeRobot),
-behind the evaluator's VectorEnv and mapped to LeRobot's PushT features:
+behind the evaluator's VectorEnv and mapped to LeRobot's PushT features, in either of LeRobot's two layouts:
 
-- observation.image: the env's `pixels` (96x96 RGB by default), uint8 (H, W, 3)
-- observation.state: the env's `agent_pos`, the agent's xy in the 512x512 workspace, float32[2]
-- action:            the agent's target xy, float32[2] in [0, 512]
-- success:           the package's `info["is_success"]` (T-block coverage of the goal above its threshold, 95%);
-  reward is the package's (coverage / threshold, clipped to 1), so avg_max_reward is LeRobot's "max overlap" metric.
+- observation.image:             (pixels, lerobot/pusht) the env's `pixels` (96x96 RGB by default), uint8 (H, W, 3)
+- observation.environment_state: (keypoints, lerobot/pusht_keypoints) the env's `environment_state`: the xy of the
+                                 T-block's 8 keypoints, float32[16] in [0, 512]
+- observation.state:             the env's `agent_pos`, the agent's xy in the 512x512 workspace, float32[2]
+- action:                        the agent's target xy, float32[2] in [0, 512]
+- success:                       the package's `info["is_success"]` (T-block coverage of the goal above its threshold,
+                                 95%); reward is the package's (coverage / threshold, clipped to 1), so avg_max_reward
+                                 is LeRobot's "max overlap" metric.
 
-10 fps and 300 steps per episode, as LeRobot's `pusht` env config. A scripted controller (privileged: it reads the
-block's pose) writes demonstrations in this layout, so the whole pipeline runs without LeRobot's human dataset.
+The env renders (obs_type `pixels_agent_pos`) when it is made with an image size, and observes keypoints (obs_type
+`environment_state_agent_pos`) otherwise; gym-pusht draws a 512x512 frame for every rendered step, which makes the
+keypoint env about ten times faster. 10 fps and 300 steps per episode, as LeRobot's `pusht` env config. A scripted
+controller (privileged: it reads the block's pose) writes demonstrations in either layout, so the whole pipeline runs
+without LeRobot's human datasets.
 """
 
 from __future__ import annotations
@@ -25,13 +31,20 @@ FPS = 10
 MAX_EPISODE_STEPS = 300
 IMAGE_KEY = "observation.image"
 STATE_KEY = "observation.state"
+ENV_STATE_KEY = "observation.environment_state"
+KEYPOINTS_DIM = 16
 IMAGE_SIZE = 96
+# gym-pusht's obs_type names; the first is LeRobot's PushT layout (lerobot/pusht), the second lerobot/pusht_keypoints.
+PIXELS, KEYPOINTS = "pixels_agent_pos", "environment_state_agent_pos"
+OBS_TYPES = (PIXELS, KEYPOINTS)
 ACTION_LOW, ACTION_HIGH = 0.0, 512.0
 TASK = "Push the T-shaped block onto the T-shaped target."
 GOAL_XY = np.array([256.0, 256.0])  # gym-pusht's fixed goal pose is (256, 256, pi/4)
 
 
-def _make_gym_env(image_size: tuple[int, int]) -> Any:
+def _make_gym_env(image_size: tuple[int, int] | None) -> Any:
+    """pixels_agent_pos at `image_size`, or environment_state_agent_pos when it is None (then `render()` films at
+    IMAGE_SIZE, for rollout videos)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen; no display is opened
     try:
         import gym_pusht  # noqa: F401 - registers gym_pusht/PushT-v0
@@ -40,9 +53,20 @@ def _make_gym_env(image_size: tuple[int, int]) -> Any:
         raise EnvironmentError_(
             f"eval env 'pusht' needs the gym-pusht package, which is not installed ({error})"
         ) from None
+    if image_size is None:
+        return gymnasium.make(
+            "gym_pusht/PushT-v0",
+            obs_type=KEYPOINTS,
+            visualization_height=IMAGE_SIZE,
+            visualization_width=IMAGE_SIZE,
+            max_episode_steps=MAX_EPISODE_STEPS,
+            # gymnasium's passive checker warns when a keypoint leaves the declared [0, 512] box, as one of a T
+            # pushed against a wall does; the values are still the package's.
+            disable_env_checker=True,
+        )
     return gymnasium.make(
         "gym_pusht/PushT-v0",
-        obs_type="pixels_agent_pos",
+        obs_type=PIXELS,
         observation_height=image_size[0],
         observation_width=image_size[1],
         max_episode_steps=MAX_EPISODE_STEPS,
@@ -50,7 +74,8 @@ def _make_gym_env(image_size: tuple[int, int]) -> Any:
 
 
 class PushTEnv:
-    """N gym-pusht environments stepped in lockstep; a finished one is frozen until the next reset."""
+    """N gym-pusht environments stepped in lockstep; a finished one is frozen until the next reset. With
+    `image_size` they observe the camera (pixels_agent_pos), without it the T's keypoints."""
 
     fps = FPS
     max_episode_steps = MAX_EPISODE_STEPS
@@ -59,11 +84,13 @@ class PushTEnv:
     def __init__(self, num_envs: int, image_size: tuple[int, int] | None = None):
         if num_envs < 1:
             raise ValueError("num_envs must be at least 1")
-        size = image_size or (IMAGE_SIZE, IMAGE_SIZE)
         self.num_envs = num_envs
-        self.observation_features = {STATE_KEY: 2}
-        self.image_features = {IMAGE_KEY: (3, size[0], size[1])}
-        self._envs = [_make_gym_env(size) for _ in range(num_envs)]
+        self.obs_type = PIXELS if image_size is not None else KEYPOINTS
+        self.observation_features = (
+            {STATE_KEY: 2} if image_size is not None else {STATE_KEY: 2, ENV_STATE_KEY: KEYPOINTS_DIM}
+        )
+        self.image_features = {IMAGE_KEY: (3, image_size[0], image_size[1])} if image_size is not None else {}
+        self._envs = [_make_gym_env(image_size) for _ in range(num_envs)]
         self._last: list[dict[str, np.ndarray]] = []
         self._done = np.ones(num_envs, dtype=bool)
         self._success = np.zeros(num_envs, dtype=bool)
@@ -102,14 +129,20 @@ class PushTEnv:
         return self._observation(), self._reward.copy(), self._success.copy(), self._done.copy()
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {
-            STATE_KEY: np.stack([o["agent_pos"] for o in self._last]).astype(np.float32),
-            IMAGE_KEY: np.stack([o["pixels"] for o in self._last]).astype(np.uint8),
-        }
+        observation = {STATE_KEY: np.stack([o["agent_pos"] for o in self._last]).astype(np.float32)}
+        if self.obs_type == PIXELS:
+            observation[IMAGE_KEY] = np.stack([o["pixels"] for o in self._last]).astype(np.uint8)
+        else:
+            observation[ENV_STATE_KEY] = np.stack([o["environment_state"] for o in self._last]).astype(np.float32)
+        return observation
 
-    def video_frames(self) -> np.ndarray:
-        """The camera's current frames (N, H, W, 3) uint8, for rollout videos."""
-        return np.stack([o["pixels"] for o in self._last]).astype(np.uint8)
+    def video_frames(self, count: int | None = None) -> np.ndarray:
+        """The camera's current frames of the first `count` envs (all: None), (count, H, W, 3) uint8, for rollout
+        videos; the keypoint env renders them now, only those."""
+        count = self.num_envs if count is None else count
+        if self.obs_type == PIXELS:
+            return np.stack([o["pixels"] for o in self._last[:count]]).astype(np.uint8)
+        return np.stack([env.render() for env in self._envs[:count]]).astype(np.uint8)
 
     def close(self) -> None:
         for env in self._envs:
@@ -156,13 +189,16 @@ def scripted_actions(agent: np.ndarray, block_poses: np.ndarray) -> np.ndarray:
 
 
 def generate_demonstrations(
-    episodes: int, seed: int, noise: float = 5.0, max_steps: int = 150
+    episodes: int, seed: int, noise: float = 5.0, max_steps: int = 150, obs_type: str = PIXELS
 ) -> list[dict[str, np.ndarray]]:
     """`episodes` rollouts of the scripted controller (with Gaussian noise of `noise` pixels on the executed target;
     the recorded action is the clean target), `max_steps` long at most, in LeRobot's PushT layout: observation.image
-    (T, 96, 96, 3) uint8, observation.state (T, 2), action (T, 2), next.reward, next.success, next.done."""
+    (T, 96, 96, 3) uint8 (or, for the keypoints layout, observation.environment_state (T, 16)), observation.state
+    (T, 2), action (T, 2), next.reward, next.success, next.done."""
+    if obs_type not in OBS_TYPES:
+        raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
     rng = np.random.default_rng(seed)
-    env = PushTEnv(episodes)
+    env = PushTEnv(episodes, (IMAGE_SIZE, IMAGE_SIZE) if obs_type == PIXELS else None)
     observation = env.reset([seed * 100_000 + i for i in range(episodes)])
     steps = []
     alive = np.ones(episodes, dtype=bool)
@@ -172,7 +208,7 @@ def generate_demonstrations(
         next_observation, reward, success, done = env.step(executed)
         steps.append(
             {
-                IMAGE_KEY: observation[IMAGE_KEY],
+                **{key: observation[key] for key in (IMAGE_KEY, ENV_STATE_KEY) if key in observation},
                 STATE_KEY: observation[STATE_KEY],
                 "action": action.astype(np.float32),
                 "next.reward": reward.astype(np.float32),
@@ -191,10 +227,16 @@ def generate_demonstrations(
     return [{k: v[i, : lengths[i]] for k, v in stacked.items() if k != "alive"} for i in range(episodes)]
 
 
-def dataset_features(video: bool = False) -> dict:
-    """LeRobot's PushT features (lerobot/pusht): a 96x96 camera, the agent position and the target action."""
+def dataset_features(video: bool = False, obs_type: str = PIXELS) -> dict:
+    """LeRobot's PushT features: a 96x96 camera (lerobot/pusht) or the T's 8 keypoints (lerobot/pusht_keypoints),
+    the agent position and the target action."""
+    if obs_type == KEYPOINTS:
+        observation = {ENV_STATE_KEY: {"dtype": "float32", "shape": [KEYPOINTS_DIM], "names": None}}
+    else:
+        camera = {"dtype": "video" if video else "image", "shape": [IMAGE_SIZE, IMAGE_SIZE, 3], "names": None}
+        observation = {IMAGE_KEY: camera}
     return {
-        IMAGE_KEY: {"dtype": "video" if video else "image", "shape": [IMAGE_SIZE, IMAGE_SIZE, 3], "names": None},
+        **observation,
         STATE_KEY: {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
         "action": {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
         "next.reward": {"dtype": "float32", "shape": [1], "names": None},

@@ -45,8 +45,14 @@ class PolicyConfigBase(BaseModel):
     image_size: tuple[int, int] | None = Field(
         None, description="(height, width) frames are decoded at; null: the camera's size, longer side at most 256."
     )
+    # No crop by default, measured: a random crop shifts the whole frame, so a frame without fixed landmarks (push2d)
+    # loses where things are in absolute terms, which absolute target actions need (README, "Cameras").
     crop_ratio: float = Field(
-        0.875, gt=0.0, le=1.0, description="Crop side / image side: random crops in training, centred in evaluation."
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Crop side / image side: random crops in training, centred in evaluation; 1.0: no crop "
+        "(Diffusion Policy's PushT setting is 0.875, 96 -> 84).",
     )
     # Optimizer preset, per observation kind ("state": vectors only; "camera": at least one camera), measured with
     # bench/policy_quality.py. A field set here (or in the spec's `training` section) overrides the preset.

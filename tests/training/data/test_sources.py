@@ -77,6 +77,17 @@ def test_builtin_defaults_and_bad_parameters(tmp_path):
         resolve_dataset("builtin://push2d?seed=10000", tmp_path)
 
 
+def test_builtin_pusht_keypoints_follow_lerobot_pusht_keypoints(tmp_path):
+    dataset = load_dataset("builtin://pusht?episodes=2&seed=1&obs_type=environment_state_agent_pos", tmp_path)
+    assert dataset.observation_keys == ["observation.state", "observation.environment_state"]
+    assert dataset.policy_features().observation == {"observation.state": 2, "observation.environment_state": 16}
+    assert not dataset.cameras and dataset.frames["observation.environment_state"].shape[1] == 16
+    with pytest.raises(DatasetError, match="video=1 needs the camera layout"):
+        resolve_dataset("builtin://pusht?obs_type=environment_state_agent_pos&video=1", tmp_path)
+    with pytest.raises(DatasetError, match="LeRobot's PushT layouts only"):
+        resolve_dataset("builtin://pusht?obs_type=pixels", tmp_path)
+
+
 def test_write_builtin_dataset_refuses_a_non_empty_directory(tmp_path):
     root = write_builtin_dataset("push2d", tmp_path / "out", episodes=2, seed=0)
     assert (root / "meta" / "info.json").is_file()

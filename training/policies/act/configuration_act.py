@@ -35,9 +35,6 @@ class ActConfig(PolicyConfigBase):
     # allows both). On a reactive task ensembling lags behind the state; see the README.
     temporal_ensemble_coeff: float | None = Field(None, ge=-10.0, le=10.0)
 
-    # No crop, as LeRobot's ACT.
-    crop_ratio: float = Field(1.0, gt=0.0, le=1.0)
-
     # LeRobot's ACT trains at a constant 1e-5, tuned for 100k+ steps with a pretrained backbone; these are measured
     # for runs of thousands of steps (bench/policy_quality.py, README).
     PRESETS: ClassVar[dict[str, OptimizerPreset]] = {
