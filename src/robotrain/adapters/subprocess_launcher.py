@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from robotrain.errors import LaunchError
@@ -50,9 +51,10 @@ def parse_handle(handle: str) -> tuple[int, str]:
 
 
 class SubprocessLauncher:
-    def __init__(self, settings: Settings, *, kill_grace_s: float = 10.0):
+    def __init__(self, settings: Settings, *, kill_grace_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._kill_grace_s = kill_grace_s
+        self._clock = clock  # measures the kill grace; tests move it instead of waiting
 
     def launch(self, job: Job) -> str:
         log_dir = self._settings.resolved_artifacts_dir / job.id / "logs"
@@ -107,8 +109,8 @@ class SubprocessLauncher:
 
     def _kill_after_grace(self, handle: str) -> None:
         pid, _ = parse_handle(handle)
-        deadline = time.monotonic() + self._kill_grace_s
-        while time.monotonic() < deadline:
+        deadline = self._clock() + self._kill_grace_s
+        while self._clock() < deadline:
             if not self.is_alive(handle):
                 return
             time.sleep(0.1)
