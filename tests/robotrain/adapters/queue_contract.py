@@ -263,7 +263,7 @@ class JobQueueContract:
         return messages
 
     @staticmethod
-    def _eventually(condition, timeout_s: float = 5) -> bool:
+    def _eventually(condition, timeout_s: float = 30) -> bool:
         deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline:

@@ -44,7 +44,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
         sqlite.close()
     else:
         stack = request.getfixturevalue("supabase")
-        supabase = SupabaseJobStore(stack.url, stack.service_key, timeout_s=5)
+        supabase = SupabaseJobStore(stack.url, stack.service_key, timeout_s=30)
         yield supabase
         supabase.close()
 
