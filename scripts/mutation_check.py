@@ -271,7 +271,7 @@ def run_tests(scratch: Path, env: dict[str, str], tests: tuple[str, ...], timeou
     seconds = time.monotonic() - started
     if result.returncode == 0:
         return Outcome(False, "", seconds)
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", result.stdout, flags=re.MULTILINE)
+    failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", result.stdout, flags=re.MULTILINE)
     if result.returncode == 1 and failed:
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
         return Outcome(True, failed[0] + more, seconds)
