@@ -12,7 +12,7 @@
   queued; the next claim increments the attempt and the worker resumes from the job's last checkpoint), unless this
   was its `max_attempts`-th lost worker: then failed worker_lost. Can't tell (the platform is unreachable) → asked
   again next sweep, until the job has shown no sign of life for `liveness_unknown_max_s`: then it is treated as lost
-  (its compute is asked to stop first, in case it still runs). The bound is measured from the job row alone, so it
+  (and its compute is asked to stop, in case it still runs). The bound is measured from the job row alone, so it
   holds across sweeps in different processes and restarts; an outage shorter than it requeues nothing.
 - Idempotency keys older than `idempotency_ttl_s` (24 h: what the API promises) are forgotten, at most hourly.
 - Timeouts, as a backstop for a worker that cannot enforce its own: a running job past compute.timeout_minutes plus
