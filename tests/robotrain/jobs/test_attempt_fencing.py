@@ -107,7 +107,8 @@ def assert_untouched(store: JobStore, before: Job, events_before: int) -> None:
 
 
 def test_attempt_1s_worker_starting_late_does_not_take_attempt_2s_claim(components: Components) -> None:
-    # attempt 1's launch was slow; meanwhile the job was requeued and claimed again: it is starting, at attempt 2
+    # attempt 1's worker comes up (late, or run again by the platform) after its job was requeued and claimed again:
+    # the job is starting, at attempt 2, and that claim is not attempt 1's to take
     job = attempt_1_running(components)
     current = attempt_2_takes_over(components.store, job.id, start=False)
     events = len(components.store.list_events(current.id))
