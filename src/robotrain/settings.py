@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     queue_max_receives: int = Field(5, ge=1)
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_stale_s: float = Field(60.0, gt=0)
+    # silence (since the last heartbeat) after which a job whose launcher cannot tell if it runs counts as lost
+    liveness_unknown_max_s: float = Field(600.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     progress_interval_s: float = Field(2.0, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

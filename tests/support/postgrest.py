@@ -926,7 +926,9 @@ class RunningServer:
 @contextmanager
 def serve(subset: PostgrestSubset) -> Iterator[RunningServer]:
     """Serve the app with uvicorn in a thread on a loopback port bound here (no free-port race); stop it after."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP,
+    # and without it every response (headers, then body) waits ~40 ms on the client's delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from robotrain.errors import LaunchError
@@ -59,9 +60,10 @@ def worker_log_dir(settings: Settings, job_id: str) -> Path:
 
 
 class SubprocessLauncher:
-    def __init__(self, settings: Settings, *, kill_grace_s: float = 10.0):
+    def __init__(self, settings: Settings, *, kill_grace_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._kill_grace_s = kill_grace_s
+        self._clock = clock  # measures the kill grace; tests move it instead of waiting
 
     def launch(self, job: Job) -> str:
         log_dir = worker_log_dir(self._settings, job.id)
@@ -116,8 +118,8 @@ class SubprocessLauncher:
 
     def _kill_after_grace(self, handle: str) -> None:
         pid, _ = parse_handle(handle)
-        deadline = time.monotonic() + self._kill_grace_s
-        while time.monotonic() < deadline:
+        deadline = self._clock() + self._kill_grace_s
+        while self._clock() < deadline:
             if not self.is_alive(handle):
                 return
             time.sleep(0.1)

@@ -83,6 +83,7 @@ def queue(aws_env: str, queue_urls: tuple[str, str]) -> SqsJobQueue:
     return SqsJobQueue(queue_urls[0], region=REGION, endpoint_url=aws_env, visibility_timeout_s=1)
 
 
+@pytest.mark.realtime  # waits out moto's wall-clock visibility timeout
 def test_delete_removes_more_than_ten_messages_in_chunks_of_ten(queue: SqsJobQueue):
     for i in range(12):
         queue.send(f"m{i}")
@@ -156,6 +157,7 @@ def test_a_missing_queue_is_reported_as_queue_unavailable_naming_the_queue(aws_e
     assert raised.value.status_code == 503
 
 
+@pytest.mark.realtime
 def test_an_unreachable_endpoint_fails_fast_with_queue_unavailable(aws_env: str):
     closed = f"http://127.0.0.1:{free_port()}"
     queue = SqsJobQueue(f"{closed}/123456789012/q", region=REGION, endpoint_url=closed, backoff_s=0.01)
@@ -163,7 +165,7 @@ def test_an_unreachable_endpoint_fails_fast_with_queue_unavailable(aws_env: str)
     started = time.monotonic()
     with pytest.raises(QueueUnavailable, match="after 3 attempts"):
         queue.receive()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # three refused connections, not botocore's own backoff on top
 
 
 def test_ping_of_an_unreachable_endpoint_is_queue_unavailable(aws_env: str):

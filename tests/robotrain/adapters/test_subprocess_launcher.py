@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +13,12 @@ import pytest
 from robotrain.adapters.subprocess_launcher import SubprocessLauncher, parse_handle, process_start_time
 from robotrain.jobs.models import Job, JobStatus, new_job_id, utcnow
 from robotrain.settings import Settings
+from tests.support.clocks import ManualClock
 
-IGNORE_SIGTERM = (
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+# SIGTERM blocked, not ignored: a SIGTERM sent to it stays pending, where /proc shows it (pending_signals)
+BLOCKS_SIGTERM = (
+    "import signal, time; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); print('ready', flush=True);"
+    "time.sleep(60)"
 )
 
 
@@ -39,7 +44,16 @@ def spawn(children: list[subprocess.Popen], code: str) -> tuple[subprocess.Popen
     return child, f"pid:{child.pid}:{process_start_time(child.pid)}"
 
 
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+def pending_signals(pid: int) -> set[int]:
+    """Signals sent to the process and not yet delivered (blocked ones stay here), from /proc/<pid>/status."""
+    mask = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            mask |= int(line.split()[1], 16)
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+def wait_until(predicate, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -77,26 +91,47 @@ def test_cancel_stops_the_whole_process_group(launcher, children) -> None:
     assert child.stdout is not None
     grandchild = int(child.stdout.readline())
     grandchild_handle = f"pid:{grandchild}:{process_start_time(grandchild)}"
-    started = time.monotonic()
     launcher.cancel(handle)
-    assert time.monotonic() - started < 0.5  # does not wait for the process to go
     assert wait_until(lambda: child.poll() is not None)
     assert wait_until(lambda: launcher.is_alive(grandchild_handle) is False)
 
 
-def test_cancel_kills_a_worker_that_ignores_sigterm_after_the_grace_period(launcher, children) -> None:
-    child, handle = spawn(children, IGNORE_SIGTERM)
+def test_cancel_sends_sigterm_and_returns_without_waiting_for_the_worker_to_go(tmp_path: Path, children) -> None:
+    launcher = SubprocessLauncher(Settings(data_dir=tmp_path / "data"), kill_grace_s=10, clock=ManualClock())
+    child, handle = spawn(children, BLOCKS_SIGTERM)
+    launcher.cancel(handle)  # returns while the worker still runs: it cannot go before its grace ends
+    assert signal.SIGTERM in pending_signals(child.pid)
+    assert child.poll() is None
+
+
+def test_cancel_kills_a_worker_that_ignores_sigterm_once_the_grace_period_is_over(tmp_path: Path, children) -> None:
+    clock = ManualClock()
+    launcher = SubprocessLauncher(Settings(data_dir=tmp_path / "data"), kill_grace_s=10, clock=clock)
+    child, handle = spawn(children, BLOCKS_SIGTERM)
     launcher.cancel(handle)
-    time.sleep(0.2)
+    assert wait_until(lambda: clock.reads >= 3)  # the grace watcher has looked at the time, twice since it began
     assert child.poll() is None  # still in its grace period
-    assert wait_until(lambda: child.poll() is not None, timeout_s=5)
-    assert child.returncode == -9
+    clock.advance(10)
+    assert wait_until(lambda: child.poll() is not None)
+    assert child.returncode == -signal.SIGKILL
 
 
-def test_cancel_of_an_ended_worker_does_nothing(launcher, children) -> None:
+def test_cancel_never_signals_a_process_that_reuses_the_workers_pid(launcher, children) -> None:
+    # the worker ended long ago and its pid now belongs to another process: same pid, another start time
+    other, _ = spawn(children, BLOCKS_SIGTERM)
+    reused = f"pid:{other.pid}:{int(process_start_time(other.pid)) - 1}"
+    launcher.cancel(reused)
+    assert pending_signals(other.pid) == set()
+    assert other.poll() is None
+    assert not [thread for thread in threading.enumerate() if thread.name == f"kill-{other.pid}"]
+
+
+def test_cancel_of_an_ended_worker_signals_nothing(launcher, children) -> None:
     child, handle = spawn(children, "print('ready', flush=True)")
     child.wait(5)
-    launcher.cancel(handle)  # must not signal whatever now has that pid
+    launcher.cancel(handle)
+    assert launcher.is_alive(handle) is False
+    assert not [thread for thread in threading.enumerate() if thread.name == f"kill-{child.pid}"]
 
 
 def test_launch_runs_the_worker_module_in_its_own_group_with_a_log(tmp_path: Path, launcher) -> None:

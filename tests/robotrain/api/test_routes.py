@@ -122,12 +122,15 @@ def test_every_job_route_needs_a_token(client: TestClient, alice: dict[str, str]
             assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_session_cookie_is_accepted(client: TestClient, keys) -> None:
+def test_the_session_cookie_signs_in_its_subject(client: TestClient, keys, alice: dict[str, str]) -> None:
     client.cookies.set("__session", keys.mint("carol"))
     try:
-        assert client.get("/jobs").status_code == 200
+        job = submit(client, {})
+        assert job["user_id"] == "carol"
+        assert [listed["id"] for listed in client.get("/jobs").json()["data"]] == [job["id"]]
     finally:
         client.cookies.clear()
+    assert client.get(f"/jobs/{job['id']}", headers=alice).status_code == 404
 
 
 def test_list_is_newest_first_with_a_cursor(client: TestClient, alice: dict[str, str]) -> None:

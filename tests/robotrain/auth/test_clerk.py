@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 
 import pytest
 
@@ -23,23 +22,11 @@ from robotrain.auth.verifier import JwtVerifier
 from robotrain.errors import AuthUnavailable, Unauthorized
 from robotrain.settings import Settings
 from robotrain.wiring import build_verifier
+from tests.support.clocks import ManualClock
 from tests.support.jwks_server import JwksServer, ec_key, rsa_key
 from tests.support.moto import free_port
 
 ISSUER = "https://clerk.example.test"
-
-
-class ManualClock:
-    """Monotonic time the test moves by hand, so cooldowns are exact and tests never sleep for them."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _settings(**env: str) -> Settings:
@@ -288,25 +275,23 @@ def test_a_token_without_kid_is_accepted_only_when_the_jwks_has_a_single_key(jwk
 # --- JWKS: Clerk unreachable or misbehaving ------------------------------------------------------------------------
 
 
-def test_an_unreachable_jwks_fails_fast_with_auth_unavailable():
+def test_an_unreachable_jwks_is_auth_unavailable():
     source = JwksKeySource(f"http://127.0.0.1:{free_port()}/.well-known/jwks.json", timeout_s=1)
 
-    started = time.monotonic()
     with pytest.raises(AuthUnavailable, match="cannot be reached") as raised:
         source.key_for("ins_any")
-    assert time.monotonic() - started < 1.5
     assert raised.value.status_code == 503
 
 
-def test_a_jwks_that_does_not_answer_fails_within_the_timeout(jwks: JwksServer):
-    jwks.publish(rsa_key())
-    jwks.delay_s = 10
+def test_a_jwks_that_does_not_answer_in_time_is_given_up_on(jwks: JwksServer):
+    key = rsa_key()
+    jwks.publish(key)
+    jwks.delay_s = 60  # the answer (with the key) would come, but long after the timeout
     source = JwksKeySource(jwks.frontend_url, timeout_s=0.5)
 
-    started = time.monotonic()
-    with pytest.raises(AuthUnavailable):
-        source.key_for("ins_any")
-    assert time.monotonic() - started < 2
+    # Given up on, not waited for: waiting would have found the key and answered with it.
+    with pytest.raises(AuthUnavailable, match="Timeout"):
+        source.key_for(key.kid)
 
 
 def test_after_a_failed_fetch_requests_fail_at_once_then_recover(jwks: JwksServer):

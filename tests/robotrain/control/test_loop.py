@@ -12,7 +12,7 @@ from robotrain.jobs.service import JobService
 from tests.support.components import fast_spec, make_components
 
 
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+def wait_until(predicate, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -21,12 +21,22 @@ def wait_until(predicate, timeout_s: float = 5.0) -> bool:
     return predicate()
 
 
+class CountingDispatcher(Dispatcher):
+    sweeps = 0
+
+    def sweep(self):
+        report = super().sweep()
+        self.sweeps += 1  # the tick is over
+        return report
+
+
 def test_a_kick_drains_at_once_and_stop_joins_the_thread(tmp_path: Path) -> None:
     components = make_components(tmp_path)
-    loop = DispatchLoop(Dispatcher(components), interval_s=60)
+    dispatcher = CountingDispatcher(components)
+    loop = DispatchLoop(dispatcher, interval_s=3600)
     loop.start()
     try:
-        time.sleep(0.2)  # let the first tick pass, so only the kick can launch the job
+        assert wait_until(lambda: dispatcher.sweeps == 1)  # the first tick is over: only a kick can drain now
         job = JobService(components, kick=loop.kick).submit("alice", fast_spec())
         assert wait_until(lambda: components.store.get(job.id).status is JobStatus.STARTING)
     finally:

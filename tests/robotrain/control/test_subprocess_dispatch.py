@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ def wait_until(predicate, timeout_s: float) -> bool:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Components, JobService, DispatchLoop]]:
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Components, JobService, DispatchLoop]]:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # workers inherit it: one BLAS thread each on this shared CPU
     components = make_components(
         tmp_path,
         progress_interval_s=0.2,
@@ -70,19 +72,27 @@ def test_cancelling_a_running_job_stops_its_worker_within_seconds(stack) -> None
     assert components.store.get(job.id).status is S.CANCELLED
 
 
+def resumed_at(components: Components, job_id: str) -> int | None:
+    """The step a later attempt resumed from, from its "resumed from <checkpoint> at step N" log line."""
+    for event in components.store.list_events(job_id):
+        match = re.fullmatch(r"resumed from .* at step (\d+)", event.message)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 @pytest.mark.slow  # two real workers
 def test_a_worker_killed_mid_run_is_requeued_and_the_next_attempt_resumes(stack) -> None:
     components, service, _ = stack
-    # Long enough that the kill lands mid-run even on a fast machine, short enough to finish quickly after resuming.
-    spec = fast_spec(training={**fast_spec().training.model_dump(), "steps": 1500, "checkpoint_every": 50})
-    job = service.submit("alice", spec)
-    assert wait_until(lambda: (components.store.get(job.id).progress.step or 0) >= 60, 120)  # past a checkpoint
+    # 100,000 steps: the kill lands mid-run however fast the machine; the test ends once attempt 2 has resumed
+    # (a resumed attempt trained to success is tests/faults/test_process_faults.py's).
+    job = service.submit("alice", long_spec())
+    assert wait_until(lambda: components.store.get(job.id).progress.step >= 10, 120)  # past a checkpoint
     first = components.store.get(job.id)
     os.killpg(parse_handle(first.launch_handle)[0], signal.SIGKILL)
-    assert wait_until(lambda: components.store.get(job.id).status.is_terminal, 180)
-    done = components.store.get(job.id)
-    assert done.status is S.SUCCEEDED, done.error
-    assert done.attempt == 2
-    assert done.result["resumed_from_step"] is not None
+    assert wait_until(lambda: resumed_at(components, job.id) is not None, 180)
+    resumed = components.store.get(job.id)
+    assert (resumed.status, resumed.attempt) == (S.RUNNING, 2)
+    assert resumed_at(components, job.id) >= 5  # from a checkpoint of attempt 1, not from scratch
     reasons = [e.data.get("reason") for e in components.store.list_events(job.id) if e.kind == "status"]
-    assert "worker_lost" in reasons
+    assert reasons.count("worker_lost") == 1
