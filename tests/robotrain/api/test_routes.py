@@ -123,11 +123,12 @@ def test_every_job_route_needs_a_token(client: TestClient, alice: dict[str, str]
 
 
 def test_the_session_cookie_signs_in_its_subject(client: TestClient, keys, alice: dict[str, str]) -> None:
-    client.cookies.set("__session", keys.mint("carol"))
-    try:
-        job = submit(client, {})
-        assert job["user_id"] == "carol"
+    carol_token = keys.mint("carol")
+    job = submit(client, {"Authorization": f"Bearer {carol_token}"})
+    client.cookies.set("__session", carol_token)
+    try:  # no Authorization header: the cookie alone says who asks
         assert [listed["id"] for listed in client.get("/jobs").json()["data"]] == [job["id"]]
+        assert client.get(f"/jobs/{job['id']}").json()["user_id"] == "carol"
     finally:
         client.cookies.clear()
     assert client.get(f"/jobs/{job['id']}", headers=alice).status_code == 404
