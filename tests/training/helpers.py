@@ -11,6 +11,23 @@ from training.envs import push2d
 
 PUSH2D_FEATURES = PolicyFeatures(observation=dict(push2d.OBSERVATION_FEATURES), action_dim=push2d.ACTION_DIM)
 
+# The ACT the learning gates train on CPU: one layer each, an 8-step chunk re-planned every step, a high rate.
+TINY_ACT = {
+    "type": "act",
+    "chunk_size": 8,
+    "n_action_steps": 1,
+    "dim_model": 64,
+    "n_heads": 4,
+    "dim_feedforward": 128,
+    "n_encoder_layers": 1,
+    "n_decoder_layers": 1,
+    "n_vae_encoder_layers": 1,
+    "latent_dim": 8,
+    "kl_weight": 1.0,
+    "dropout": 0.0,
+    "optimizer_lr": 1e-3,
+}
+
 
 def unit_stats(features: PolicyFeatures = PUSH2D_FEATURES) -> dict[str, dict[str, Tensor]]:
     widths = {**features.observation, "action": features.action_dim}

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from tests.training.helpers import TINY_ACT
 from training.checkpoint import load_policy
 from training.evaluate import evaluate
 from training.reporter import NullReporter
@@ -77,19 +78,7 @@ def test_mlp_learns_push2d(tmp_path, dataset_cache):
 def test_act_learns_push2d(tmp_path, dataset_cache):
     spec = _spec(
         {
-            "type": "act",
-            "chunk_size": 8,
-            "n_action_steps": 1,
-            "dim_model": 64,
-            "n_heads": 4,
-            "dim_feedforward": 128,
-            "n_encoder_layers": 1,
-            "n_decoder_layers": 1,
-            "n_vae_encoder_layers": 1,
-            "latent_dim": 8,
-            "kl_weight": 1.0,
-            "dropout": 0.0,
-            "optimizer_lr": 1e-3,
+            **TINY_ACT,
             "scheduler_warmup_steps": 20,
             "scheduler": "cosine",  # the schedule this gate was measured with (ACT's preset is constant now)
         },
