@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ObservationKind = Literal["state", "camera"]
+
+# A layer's width. The bound only keeps shapes within what torch can represent (int64), so the parameter limit, not
+# a parse error deep in torch, is what refuses a huge network; widths this large are never trained.
+LayerWidth = Annotated[int, Field(ge=1, le=2**40)]
+# One side of the size frames are decoded at.
+ImageSide = Annotated[int, Field(ge=16, le=1024)]
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class PolicyConfigBase(BaseModel):
         description="Start resnet18 from torchvision's ImageNet weights, read from the weights directory the job is "
         "given (never downloaded in a job); images are then normalised with ImageNet's statistics.",
     )
-    image_size: tuple[int, int] | None = Field(
+    image_size: tuple[ImageSide, ImageSide] | None = Field(
         None, description="(height, width) frames are decoded at; null: the camera's size, longer side at most 256."
     )
     # No crop by default, measured: a random crop shifts the whole frame, so a frame without fixed landmarks (push2d)

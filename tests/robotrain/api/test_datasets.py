@@ -139,6 +139,19 @@ def test_specs_over_the_operators_rules_are_422_naming_the_rule(client, alice, o
     assert response.json()["error"]["code"] == code and needle in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"type": "diffusion", "down_dims": [9465992177879351296]},  # past int64: found by schemathesis (was a 500)
+        {"type": "mlp", "hidden_dims": [2**40, 2**40]},  # each width allowed, their product past int64
+        {"type": "mlp", "image_size": [10**6, 10**6]},
+    ],
+)
+def test_networks_too_big_for_any_machine_are_a_422(client: TestClient, alice, policy) -> None:
+    response = client.post("/jobs", json={**VALID_SPEC, "policy": policy}, headers=alice)
+    assert response.status_code == 422, response.text
+
+
 def test_infinity_and_nan_in_a_json_body_are_refused(client: TestClient, alice) -> None:
     body = json.dumps({**VALID_SPEC, "training": {"grad_clip": float("inf")}})  # the `Infinity` token
     response = client.post("/jobs", content=body, headers={**alice, "Content-Type": "application/json"})

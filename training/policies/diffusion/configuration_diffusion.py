@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from training.policies.configuration_base import OptimizerPreset, PolicyConfigBase
+from training.policies.configuration_base import LayerWidth, OptimizerPreset, PolicyConfigBase
 
 
 class DiffusionConfig(PolicyConfigBase):
@@ -21,7 +21,7 @@ class DiffusionConfig(PolicyConfigBase):
     n_obs_steps: int = Field(2, ge=1, le=32)
     horizon: int = Field(16, ge=2, le=1024)
     n_action_steps: int = Field(8, ge=1, le=1024)
-    down_dims: tuple[PositiveInt, ...] = Field((256, 512, 1024), min_length=1, max_length=6)
+    down_dims: tuple[LayerWidth, ...] = Field((256, 512, 1024), min_length=1, max_length=6)
     kernel_size: int = Field(5, ge=1, le=15)
     n_groups: int = Field(8, ge=1, le=64)
     diffusion_step_embed_dim: int = Field(128, ge=8, le=4096)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from training.policies.configuration_base import OptimizerPreset, PolicyConfigBase
+from training.policies.configuration_base import LayerWidth, OptimizerPreset, PolicyConfigBase
 
 
 class MlpConfig(PolicyConfigBase):
@@ -14,7 +14,7 @@ class MlpConfig(PolicyConfigBase):
 
     type: Literal["mlp"] = "mlp"
     n_obs_steps: int = Field(2, ge=1, le=64)
-    hidden_dims: tuple[PositiveInt, ...] = Field((256, 256, 256), min_length=1, max_length=16)
+    hidden_dims: tuple[LayerWidth, ...] = Field((256, 256, 256), min_length=1, max_length=16)
     activation: Literal["relu", "gelu"] = "relu"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     loss: Literal["l1", "mse"] = "l1"
