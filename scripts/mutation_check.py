@@ -35,6 +35,7 @@ FENCING = ("tests/robotrain/jobs/test_attempt_fencing.py",)
 SQLITE_CONTRACT = ("tests/robotrain/adapters/test_sqlite_store.py::TestSqliteJobStore",)
 SUPABASE_CONTRACT = ("tests/robotrain/adapters/test_supabase_store.py::TestSupabaseJobStore",)
 ISOLATION = ("tests/security/test_isolation.py", "tests/robotrain/api/test_routes.py")
+ONE_ROUND_TRIP_SQL = "supabase/migrations/20261202120000_one_round_trip.sql"
 RESUME = ("tests/training/test_trainer.py::test_stop_and_resume_gives_exactly_the_uninterrupted_parameters",)
 
 
@@ -82,12 +83,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         FENCING,
     ),
     Mutation(
-        "drain-records-handle-unfenced",
+        "sqlite-record-launches-ignores-attempt",
         "fencing",
-        "src/robotrain/control/drain.py",
-        "            expected_attempt=claimed.attempt,\n",
-        "            expected_attempt=None,\n",
+        "src/robotrain/adapters/sqlite_store.py",
+        '                    f"UPDATE jobs SET launch_handle = ?, updated_at = ? WHERE id = ? AND attempt = ? "\n',
+        '                    f"UPDATE jobs SET launch_handle = ?, updated_at = ? WHERE id = ? AND (attempt = ? OR 1) "\n',
         (*FENCING, "tests/robotrain/control/test_drain.py"),
+    ),
+    Mutation(
+        "supabase-record-launches-ignores-attempt",
+        "fencing",
+        ONE_ROUND_TRIP_SQL,
+        "              and j.attempt = (v_launch ->> 'attempt')::integer\n",
+        "              and (j.attempt = (v_launch ->> 'attempt')::integer or true)\n",
+        FENCING,
     ),
     Mutation(
         "sqlite-update-ignores-attempt",
@@ -127,7 +136,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         "supabase/migrations/20261126130000_claim_job.sql",
         "    perform pg_advisory_xact_lock(hashtext('robotrain.claim_job'));\n",
         "    -- (advisory lock removed)\n",
-        ("tests/supabase/test_claim_job.py",),
+        (
+            "tests/supabase/test_claim_job.py::test_claims_lined_up_inside_postgresql_never_exceed_either_cap[claim_job]",
+        ),
+    ),
+    Mutation(
+        "claim-jobs-without-advisory-lock",
+        "claim caps",
+        ONE_ROUND_TRIP_SQL,
+        "    perform pg_advisory_xact_lock(hashtext('robotrain.claim_job'));\n",
+        "    -- (advisory lock removed)\n",
+        (
+            "tests/supabase/test_claim_job.py::test_claims_lined_up_inside_postgresql_never_exceed_either_cap[claim_jobs]",
+        ),
     ),
     Mutation(
         "sqlite-claim-ignores-the-user-cap",
@@ -181,9 +202,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "supabase-list-ignores-the-user",
         "isolation",
-        "src/robotrain/adapters/supabase_store.py",
-        '            query = self._table("jobs").select("*").eq("user_id", user_id)\n',
-        '            query = self._table("jobs").select("*")\n',
+        ONE_ROUND_TRIP_SQL,
+        "    where j.user_id = p_user_id\n",
+        "    where true\n",
         SUPABASE_CONTRACT,
     ),
     Mutation(
