@@ -31,6 +31,7 @@ WORKER_SETTINGS = (
     "artifacts_dir",
     "dataset_cache_dir",
     "datasets_dir",
+    "weights_dir",
     "supabase_url",
     "supabase_key",
     "supabase_timeout_s",

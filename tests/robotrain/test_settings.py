@@ -29,6 +29,7 @@ def test_the_worker_environment_is_built_from_allow_lists(monkeypatch: pytest.Mo
         s3_buckets="robot-data",
         file_dataset_roots=f"{tmp_path}/a,{tmp_path}/b",
         cors_origins="https://app.example",
+        weights_dir=tmp_path / "weights",
     )
     environ = settings.child_environ()
     assert environ["PATH"] == "/usr/bin" and environ["AWS_SECRET_ACCESS_KEY"] == "for-sqs-and-s3"
@@ -42,3 +43,4 @@ def test_the_worker_environment_is_built_from_allow_lists(monkeypatch: pytest.Mo
     monkeypatch.setattr("os.environ", environ)
     child = Settings()  # what the worker reads back from that environment
     assert child.s3_buckets == ["robot-data"] and child.internal_token is None and child.max_steps == settings.max_steps
+    assert child.weights_dir == tmp_path / "weights"  # pretrained backbones work in local workers too
