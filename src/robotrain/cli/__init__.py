@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", parents=[as_json], help="list your jobs, newest first")
     listing.add_argument("--status", choices=["queued", "starting", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor", help="the next page, as the previous listing printed it")
 
     for name, text in (("show", "print a job as JSON"), ("cancel", "cancel a job"), ("retry", "retry a job")):
         commands.add_parser(name, parents=[as_json], help=text).add_argument("job_id")

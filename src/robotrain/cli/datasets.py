@@ -99,7 +99,10 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
 
 
 def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    page = api.json("GET", "/datasets", params={"limit": args.limit})
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.cursor:
+        params["cursor"] = args.cursor
+    page = api.json("GET", "/datasets", params=params)
     if args.json:
         out(json.dumps(page))
         return 0
@@ -134,6 +137,7 @@ def add_parser(commands: Any, as_json: argparse.ArgumentParser) -> None:
     uploading.add_argument("--name", help="a name to show in listings (default: the file or directory name)")
     listing = sub.add_parser("list", parents=[as_json], help="list your datasets, newest first")
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor", help="the next page, as the previous listing printed it")
     sub.add_parser(
-        "rm", parents=[as_json], help="delete a dataset (refused while a queued or running job uses it)"
+        "rm", parents=[as_json], help="delete a dataset (refused while a queued, starting or running job uses it)"
     ).add_argument("dataset_id")

@@ -88,6 +88,8 @@ def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None
     params: dict[str, Any] = {"limit": args.limit}
     if args.status:
         params["status"] = args.status
+    if args.cursor:
+        params["cursor"] = args.cursor
     page = api.json("GET", "/jobs", params=params)
     if args.json:
         out(json.dumps(page))

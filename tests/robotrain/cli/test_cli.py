@@ -105,6 +105,21 @@ def test_submit_list_show_cancel_retry_logs(
     assert "[status] queued" in logs and "[status] cancelled" in logs
 
 
+def test_list_pages_on_with_the_cursor_it_prints(
+    server: Server, spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(3):
+        assert run(server, "submit", str(spec_file)) == 0
+    submitted = [submitted_id(line) for line in capsys.readouterr().out.splitlines() if line.startswith("submitted")]
+    assert run(server, "list", "--limit", "2") == 0
+    first, more = capsys.readouterr().out.strip().rsplit("\n", 1)
+    cursor = more.removeprefix("(more: --cursor ").removesuffix(")")
+    assert run(server, "list", "--limit", "2", "--cursor", cursor) == 0
+    rest = capsys.readouterr().out
+    assert [job_id in first for job_id in submitted] == [False, True, True] and submitted[0] in rest
+    assert "(more:" not in rest
+
+
 def test_server_errors_are_one_line(server: Server, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert run(server, "show", "job_missing") == 1
     assert capsys.readouterr().err == "error job_not_found: no job 'job_missing'\n"
