@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.client import ApiClient, CliError, add_paging
 from robotrain.cli.datasets import add_parser as add_datasets_parser
 from robotrain.cli.datasets import cmd_datasets
 from robotrain.cli.jobs import (
@@ -60,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", parents=[as_json], help="list your jobs, newest first")
     listing.add_argument("--status", choices=["queued", "starting", "running", "succeeded", "failed", "cancelled"])
-    listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--cursor", help="the next page, as the previous listing printed it")
+    add_paging(listing)
 
     for name, text in (("show", "print a job as JSON"), ("cancel", "cancel a job"), ("retry", "retry a job")):
         commands.add_parser(name, parents=[as_json], help=text).add_argument("job_id")

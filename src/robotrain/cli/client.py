@@ -1,7 +1,10 @@
-"""The HTTP client the CLI's job commands use, and the one error they end with."""
+"""The HTTP client the CLI's client commands use, the one error they end with, and how they print a paged listing."""
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +77,32 @@ def server_error(response: httpx.Response) -> CliError:
         return CliError(str(error["code"]), str(error["message"]))
     except (ValueError, KeyError, TypeError):
         return CliError(f"http_{response.status_code}", response.text[:200] or response.reason_phrase)
+
+
+# --- listings ----------------------------------------------------------------------------------------------------
+
+
+def add_paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--cursor", help="the next page, as the previous listing printed it")
+
+
+def print_page(
+    api: ApiClient,
+    path: str,
+    args: argparse.Namespace,
+    out: Callable[[str], None],
+    line: Callable[[dict[str, Any]], str],
+    **filters: Any,
+) -> int:
+    """One page of a `{"data", "next_cursor"}` listing: as JSON, or a line per item and how to ask for the next page."""
+    params = {"limit": args.limit, "cursor": args.cursor, **filters}
+    page = api.json("GET", path, params={name: value for name, value in params.items() if value is not None})
+    if args.json:
+        out(json.dumps(page))
+        return 0
+    for item in page["data"]:
+        out(line(item))
+    if page["next_cursor"]:
+        out(f"(more: --cursor {page['next_cursor']})")
+    return 0

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.client import ApiClient, CliError, add_paging, print_page
 
 UPLOAD_TIMEOUT_S = 600.0  # the server unpacks and reads the dataset before it answers
 _SUFFIX_TYPES = (
@@ -99,18 +99,7 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
 
 
 def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    params: dict[str, Any] = {"limit": args.limit}
-    if args.cursor:
-        params["cursor"] = args.cursor
-    page = api.json("GET", "/datasets", params=params)
-    if args.json:
-        out(json.dumps(page))
-        return 0
-    for dataset in page["data"]:
-        out(_line(dataset))
-    if page["next_cursor"]:
-        out(f"(more: --cursor {page['next_cursor']})")
-    return 0
+    return print_page(api, "/datasets", args, out, _line)
 
 
 def cmd_rm(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -136,8 +125,7 @@ def add_parser(commands: Any, as_json: argparse.ArgumentParser) -> None:
     uploading.add_argument("path")
     uploading.add_argument("--name", help="a name to show in listings (default: the file or directory name)")
     listing = sub.add_parser("list", parents=[as_json], help="list your datasets, newest first")
-    listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--cursor", help="the next page, as the previous listing printed it")
+    add_paging(listing)
     sub.add_parser(
         "rm", parents=[as_json], help="delete a dataset (refused while a queued, starting or running job uses it)"
     ).add_argument("dataset_id")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from robotrain.cli.client import ApiClient, CliError
+from robotrain.cli.client import ApiClient, CliError, print_page
 from robotrain.cli.datasets import local_dataset, upload
 from robotrain.cli.follow import follow
 
@@ -85,20 +85,7 @@ def cmd_submit(api: ApiClient, args: argparse.Namespace, out: Callable[[str], No
 
 
 def cmd_list(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    params: dict[str, Any] = {"limit": args.limit}
-    if args.status:
-        params["status"] = args.status
-    if args.cursor:
-        params["cursor"] = args.cursor
-    page = api.json("GET", "/jobs", params=params)
-    if args.json:
-        out(json.dumps(page))
-        return 0
-    for job in page["data"]:
-        out(_job_line(job))
-    if page["next_cursor"]:
-        out(f"(more: --cursor {page['next_cursor']})")
-    return 0
+    return print_page(api, "/jobs", args, out, _job_line, status=args.status)
 
 
 def cmd_show(api: ApiClient, args: argparse.Namespace, out: Callable[[str], None]) -> int:
