@@ -183,23 +183,6 @@ def _job_values(job: Job) -> list[Any]:
     return [_column_value(field, getattr(job, field)) for field in _JOB_COLUMNS.split(", ")]
 
 
-def _storage_used(conn: sqlite3.Connection, user_id: str) -> int:
-    """A user's uploads plus their jobs' artifacts, from the datasets domain's tables in the same file
-    (robotrain.adapters.sqlite_datasets creates them when it first opens the file; before that nothing is stored)."""
-    present = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('datasets', 'artifact_usage')"
-    ).fetchone()[0]
-    if present < 2:
-        return 0
-    return int(
-        conn.execute(
-            "SELECT (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE user_id = ?) "
-            "+ (SELECT coalesce(sum(bytes), 0) FROM artifact_usage WHERE user_id = ?)",
-            (user_id, user_id),
-        ).fetchone()[0]
-    )
-
-
 def _insert_event(conn: sqlite3.Connection, job_id: str, event: NewEvent, at: str) -> None:
     conn.execute(
         "INSERT INTO events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
@@ -278,7 +261,12 @@ class SqliteJobStore:
             if unfinished >= request.max_unfinished:
                 return OverActiveCap(unfinished)
             if request.storage_needed_bytes is not None and request.storage_quota_bytes is not None:
-                used = _storage_used(conn, user_id)
+                # the datasets domain's tables, in the same file (robotrain.adapters.sqlite_datasets; wiring opens both)
+                used = conn.execute(
+                    "SELECT (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE user_id = ?) "
+                    "+ (SELECT coalesce(sum(bytes), 0) FROM artifact_usage WHERE user_id = ?)",
+                    (user_id, user_id),
+                ).fetchone()[0]
                 if used + request.storage_needed_bytes > request.storage_quota_bytes:
                     return OverStorage(int(used))
             try:

@@ -18,6 +18,7 @@ import pytest
 
 from robotrain.adapters.local_artifacts import LocalArtifactStore
 from robotrain.adapters.local_queue import LocalJobQueue
+from robotrain.adapters.sqlite_datasets import SqliteDatasetStore
 from robotrain.adapters.sqlite_store import SqliteJobStore
 from robotrain.adapters.supabase_store import SupabaseJobStore
 from robotrain.control.drain import Drainer
@@ -40,7 +41,9 @@ ATTEMPT_2_PROGRESS = Progress(step=3, total_steps=20, metrics={"train/loss": 0.5
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     if request.param == "sqlite":
         sqlite = SqliteJobStore(tmp_path / "robotrain.sqlite3")
+        datasets = SqliteDatasetStore(sqlite.path)  # the file as wiring opens it: submit reads the datasets' tables
         yield sqlite
+        datasets.close()
         sqlite.close()
     else:
         stack = request.getfixturevalue("supabase")
